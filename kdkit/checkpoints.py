@@ -1,0 +1,74 @@
+"""Load-or-train: a trained model is reused only if it was trained with the same config.
+
+A checkpoint's file name is a hash of its *full* configuration (data set, architecture,
+seed, epochs, learning rate, objective, code version...), so changing any of them trains
+a new model instead of silently reusing a stale one. Files are written atomically and
+read with ``weights_only=True``; an unreadable file is reported and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from kdkit.storage import atomic_save, cache_dir, safe_load
+
+CHECKPOINT_FORMAT = 1  # bump when the saved layout changes: old files are then ignored
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a JSON-able configuration (key order does not matter)."""
+    try:
+        text = json.dumps(config, sort_keys=True, default=repr)
+    except TypeError as error:
+        raise ValueError(f"config must be JSON-like (dicts, lists, numbers, strings): {error}") from None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Checkpoint:
+    """A model together with what was measured when it was trained."""
+    model: nn.Module
+    metrics: dict
+    from_cache: bool
+
+
+def load_or_train(config: dict, build: Callable[[], nn.Module],
+                  train: Callable[[nn.Module], dict], *, folder: Path | None = None) -> Checkpoint:
+    """Return the model trained with ``config``, training it only if no valid file exists.
+
+    ``build()`` makes the untrained model (the same architecture every time); ``train(model)``
+    trains it in place and returns a dict of metrics (e.g. validation accuracy) to store
+    beside the weights. ``config`` must describe everything that ``build`` and ``train`` do.
+    """
+    path = checkpoint_path(config, folder=folder)
+    model = build()
+    saved = safe_load(path)
+    if saved is not None and _matches(saved, config):
+        try:
+            model.load_state_dict(saved["state_dict"])
+            model.eval()
+            return Checkpoint(model, dict(saved["metrics"]), from_cache=True)
+        except (RuntimeError, KeyError):
+            pass  # the architecture changed under the same config: train again
+    metrics = train(model)
+    model.eval()
+    atomic_save({"format": CHECKPOINT_FORMAT, "config_json": json.dumps(config, sort_keys=True, default=repr),
+                 "state_dict": model.state_dict(), "metrics": dict(metrics)}, path)
+    return Checkpoint(model, dict(metrics), from_cache=False)
+
+
+def checkpoint_path(config: dict, *, folder: Path | None = None) -> Path:
+    folder = Path(folder) if folder is not None else cache_dir() / "checkpoints"
+    name = str(config.get("name", "model")).replace("/", "_")
+    return folder / f"{name}-{config_key(config)}.pt"
+
+
+def _matches(saved, config: dict) -> bool:
+    return (isinstance(saved, dict) and saved.get("format") == CHECKPOINT_FORMAT
+            and saved.get("config_json") == json.dumps(config, sort_keys=True, default=repr))

@@ -1,0 +1,6 @@
+"""The experiments each notebook shows, as functions the notebooks, tests and CLI share.
+
+* :mod:`kdkit.experiments.runs` - results of runs over seeds, mean ± std, claim verdicts
+* :mod:`kdkit.experiments.mnist1d` - the standard MNIST-1D teacher and student recipes
+* :mod:`kdkit.experiments.start_here` - notebook 00: one teacher, one student, one KD run
+"""

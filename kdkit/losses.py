@@ -1,0 +1,284 @@
+"""Distillation losses as pure functions of tensors.
+
+Conventions, the same in every function here (public code bases disagree on each of them):
+
+* ``alpha`` is the weight of the *distillation* term; ``1 - alpha`` weights the
+  cross-entropy on hard labels. (torchdistill and Keras use the opposite convention.)
+* Every KL divergence is the true per-example KL: summed over classes, averaged over the
+  batch (``reduction="batchmean"``). ``nn.KLDivLoss()``'s default ``"mean"`` also divides by
+  the number of classes K, which silently rescales alpha by 1/K.
+* Softened terms are multiplied by ``T**2`` so that their gradients keep the same size as
+  the temperature changes (Hinton et al. 2015, section 2).
+* Teacher (and peer) logits are detached: no gradient ever reaches a teacher from here.
+
+Notation: ``z_s``/``z_t`` student/teacher logits of shape (B, K); ``p^T = softmax(z / T)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from kdkit.validation import (check_choice, check_labels, check_logits, check_positive,
+                              check_probabilities, check_same_shape, check_unit_interval)
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------
+
+def soft_targets(logits: Tensor, *, T: float = 1.0) -> Tensor:
+    """Softened probabilities ``softmax(z / T)``, shape (B, K). Larger T, flatter output."""
+    check_logits("logits", logits)
+    T = check_positive("temperature T", T)
+    return F.softmax(logits / T, dim=1)
+
+
+def cross_entropy(student_logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy with hard labels: ``mean_b -log p_s[y_b]`` (T = 1)."""
+    _check_student_and_labels(student_logits, labels)
+    return F.cross_entropy(student_logits, labels)
+
+
+def distillation_kl(student_logits: Tensor, teacher_logits: Tensor, *, T: float) -> Tensor:
+    """Hinton's soft term ``T^2 * KL(p_t^T || p_s^T)``, averaged over the batch.
+
+    Computed from log-probabilities on both sides (``log_target=True``) so that it stays
+    finite when a softened probability underflows to 0 (small T, logits up to 1e4).
+    """
+    _check_pair(student_logits, teacher_logits)
+    T = check_positive("temperature T", T)
+    log_p_student = F.log_softmax(student_logits / T, dim=1)           # (B, K)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / T, dim=1)  # (B, K)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return T * T * kl
+
+
+def kl_to_target(student_logits: Tensor, target_probs: Tensor, *, T: float = 1.0) -> Tensor:
+    """``T^2 * KL(q || p_s^T)`` for a given target distribution ``q`` of shape (B, K).
+
+    Used where the target is not one teacher's softmax: an average of several teachers,
+    a hand-made virtual teacher. ``q`` is detached and must be a probability distribution.
+    """
+    check_logits("student_logits", student_logits)
+    check_probabilities("target_probs", target_probs)
+    check_same_shape("student_logits", student_logits, "target_probs", target_probs)
+    T = check_positive("temperature T", T)
+    log_p_student = F.log_softmax(student_logits / T, dim=1)
+    return T * T * F.kl_div(log_p_student, target_probs.detach(), reduction="batchmean")
+
+
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, *, T: float) -> Tensor:
+    """``T^2 * mean_b( -sum_k p_t^T log p_s^T )``: cross-entropy with soft targets.
+
+    It differs from :func:`distillation_kl` by ``T^2`` times the teacher's entropy, a
+    constant for the student: same gradients, different values. (Some tutorials switch
+    between the two and report losses that are not comparable.)
+    """
+    _check_pair(student_logits, teacher_logits)
+    T = check_positive("temperature T", T)
+    p_teacher = F.softmax(teacher_logits.detach() / T, dim=1)
+    log_p_student = F.log_softmax(student_logits / T, dim=1)
+    return T * T * -(p_teacher * log_p_student).sum(dim=1).mean()
+
+
+# --------------------------------------------------------------------------------------
+# Response-based distillation
+# --------------------------------------------------------------------------------------
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *,
+            T: float = 4.0, alpha: float = 0.5) -> Tensor:
+    """Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
+
+    ``L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(p_t^T || p_s^T)``
+
+    ``alpha`` weights the distillation term (alpha = 0: labels only; alpha = 1: teacher
+    only). Both terms are batch means; the KL is summed over classes ("batchmean").
+    """
+    _check_pair(student_logits, teacher_logits)
+    _check_student_and_labels(student_logits, labels)
+    alpha = check_unit_interval("alpha", alpha)
+    hard = F.cross_entropy(student_logits, labels)
+    soft = distillation_kl(student_logits, teacher_logits, T=T)
+    return (1 - alpha) * hard + alpha * soft
+
+
+def logit_l2_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Ba & Caruana (2014), "Do Deep Nets Really Need to be Deep?": mimic the logits.
+
+    ``L = 1/2 * mean_b || z_s - z_t ||^2``: squared error on the logits, summed over
+    classes and averaged over the batch. Labels are not used, so the transfer set can be
+    unlabeled. Regressing logits keeps the teacher's information about relative class
+    scores that a softmax squashes towards 0 or 1.
+    """
+    _check_pair(student_logits, teacher_logits)
+    diff = student_logits - teacher_logits.detach()  # (B, K)
+    return 0.5 * diff.pow(2).sum(dim=1).mean()
+
+
+def centred_logit_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """The large-temperature limit of :func:`distillation_kl` (Hinton et al. 2015, 2.1).
+
+    ``L = 1/(2K) * mean_b || (z_s - mean z_s) - (z_t - mean z_t) ||^2``. As T grows,
+    ``T^2 * KL(p_t^T || p_s^T)`` approaches this value and its gradient approaches
+    ``(z_s - z_t) / K`` for zero-mean logits: distillation becomes logit matching.
+    """
+    _check_pair(student_logits, teacher_logits)
+    centre = lambda z: z - z.mean(dim=1, keepdim=True)  # noqa: E731 - one-line helper
+    diff = centre(student_logits) - centre(teacher_logits.detach())  # (B, K)
+    return 0.5 * diff.pow(2).mean(dim=1).mean()
+
+
+def label_smoothing_loss(student_logits: Tensor, labels: Tensor, *, smoothing: float) -> Tensor:
+    """Cross-entropy against smoothed labels ``q = (1 - eps) * onehot(y) + eps / K``.
+
+    ``L = (1 - eps) * CE(z_s, y) + eps * mean_b( -1/K sum_k log p_s,k )``. It is KD with a
+    uniform teacher at T = 1 and ``alpha = eps`` (up to the constant ``eps * log K``):
+    Yuan et al. (2020) read KD as a learned label smoothing.
+    """
+    _check_student_and_labels(student_logits, labels)
+    eps = check_unit_interval("smoothing", smoothing)
+    log_p = F.log_softmax(student_logits, dim=1)                      # (B, K)
+    hard = -log_p.gather(1, labels[:, None]).squeeze(1).mean()
+    uniform = -log_p.mean(dim=1).mean()
+    return (1 - eps) * hard + eps * uniform
+
+
+TFKD_MODES = ("paper", "code")
+
+
+def virtual_teacher_probs(labels: Tensor, num_classes: int, *, correct_prob: float,
+                          T: float) -> Tensor:
+    """Yuan et al. (2020) Tf-KD_reg's hand-made teacher, shape (B, K).
+
+    ``p_d(k) = a if k == y else (1 - a) / (K - 1)``, then softened as if it were logits:
+    ``softmax(p_d / T)``. Because p_d lies in [0, 1], any T well above 1 makes the result
+    nearly uniform: with a = 0.99, T = 20 and K = 100 the correct class gets about 1.05%.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        raise ValueError("labels must be a 1-D tensor of class indices")
+    check_labels("labels", labels, batch=labels.shape[0], num_classes=num_classes)
+    a = check_unit_interval("correct_prob", correct_prob)
+    T = check_positive("temperature T", T)
+    p_d = torch.full((labels.shape[0], num_classes), (1 - a) / (num_classes - 1))
+    p_d[torch.arange(labels.shape[0]), labels] = a
+    return F.softmax(p_d / T, dim=1)
+
+
+def tfkd_reg_loss(student_logits: Tensor, labels: Tensor, *, T: float = 20.0,
+                  alpha: float = 0.5, correct_prob: float = 0.9, mode: str = "paper",
+                  multiplier: float = 1.0) -> Tensor:
+    """Yuan et al. (2020) Tf-KD_reg: distillation from a virtual teacher, no teacher net.
+
+    ``mode="paper"`` (the paper's equation):
+        ``L = (1 - alpha) CE + alpha * T^2 * KL(softmax(p_d/T) || softmax(z_s/T))``, batchmean.
+    ``mode="code"`` (the official implementation):
+        ``L = (1 - alpha) CE + alpha * multiplier * KL(softmax(p_d/T) || softmax(z_s))``
+        with the student *not* softened, no T^2, and ``nn.KLDivLoss()``'s "mean" reduction
+        (divides by B*K). The official code fixes correct_prob = 0.99 and tunes a
+        per-model ``multiplier`` (up to 100) to make up for the 1/K.
+    """
+    _check_student_and_labels(student_logits, labels)
+    check_choice("mode", mode, TFKD_MODES)
+    alpha = check_unit_interval("alpha", alpha)
+    multiplier = check_positive("multiplier", multiplier)
+    target = virtual_teacher_probs(labels, student_logits.shape[1], correct_prob=correct_prob, T=T)
+    target = target.to(student_logits.dtype)
+    hard = F.cross_entropy(student_logits, labels)
+    if mode == "paper":
+        soft = kl_to_target(student_logits, target, T=T)
+    else:
+        log_p_student = F.log_softmax(student_logits, dim=1)
+        soft = multiplier * F.kl_div(log_p_student, target, reduction="mean")
+    return (1 - alpha) * hard + alpha * soft
+
+
+PEER_TARGETS = ("pairwise", "ensemble")
+
+
+def mutual_learning_loss(student_logits: Tensor, peer_logits: Sequence[Tensor], labels: Tensor,
+                         *, T: float = 1.0, target: str = "pairwise") -> Tensor:
+    """Zhang et al. (2018), Deep Mutual Learning: the loss of one peer in a cohort.
+
+    ``target="pairwise"`` (DML): ``L_k = CE(z_k, y) + 1/(n-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)``.
+    ``target="ensemble"`` (DML_e): ``L_k = CE(z_k, y) + T^2 KL(mean_{l != k} p_l^T || p_k^T)``.
+    ``peer_logits`` are the *other* peers' logits; they are detached. The paper uses T = 1
+    and weights the two terms equally (no alpha).
+    """
+    _check_student_and_labels(student_logits, labels)
+    check_choice("target", target, PEER_TARGETS)
+    if len(peer_logits) == 0:
+        raise ValueError("peer_logits must hold the logits of at least one other peer")
+    hard = F.cross_entropy(student_logits, labels)
+    if target == "pairwise":
+        mimicry = sum(distillation_kl(student_logits, z, T=T) for z in peer_logits) / len(peer_logits)
+    else:
+        mimicry = kl_to_target(student_logits, averaged_soft_targets(peer_logits, T=T), T=T)
+    return hard + mimicry
+
+
+def averaged_soft_targets(teacher_logits: Sequence[Tensor], *, T: float = 1.0,
+                          weights: Sequence[float] | None = None) -> Tensor:
+    """Weighted average of several teachers' softened outputs, ``sum_j mu_j p_j^T / sum_j mu_j``.
+
+    The multi-teacher soft target (e.g. Wu et al. 2019); uniform weights when ``weights``
+    is None. Detached: the result is a fixed target.
+    """
+    if len(teacher_logits) == 0:
+        raise ValueError("teacher_logits must hold at least one teacher's logits")
+    for j, z in enumerate(teacher_logits):
+        check_logits(f"teacher_logits[{j}]", z)
+        check_same_shape("teacher_logits[0]", teacher_logits[0], f"teacher_logits[{j}]", z)
+    mu = _check_weights(weights, len(teacher_logits))
+    T = check_positive("temperature T", T)
+    probs = torch.stack([F.softmax(z.detach() / T, dim=1) for z in teacher_logits])  # (J, B, K)
+    mu = mu.to(probs.dtype)
+    return (mu[:, None, None] * probs).sum(dim=0) / mu.sum()
+
+
+def multi_teacher_kd_loss(student_logits: Tensor, teacher_logits: Sequence[Tensor], labels: Tensor,
+                          *, T: float = 4.0, alpha: float = 0.5,
+                          weights: Sequence[float] | None = None) -> Tensor:
+    """KD from several teachers through their weighted-average soft targets ``q``.
+
+    ``L = (1 - alpha) CE(z_s, y) + alpha * T^2 * KL(q || p_s^T)`` with ``q`` from
+    :func:`averaged_soft_targets`. With one teacher it equals :func:`kd_loss`.
+    """
+    _check_student_and_labels(student_logits, labels)
+    alpha = check_unit_interval("alpha", alpha)
+    target = averaged_soft_targets(teacher_logits, T=T, weights=weights)
+    check_same_shape("student_logits", student_logits, "teacher logits", target)
+    hard = F.cross_entropy(student_logits, labels)
+    return (1 - alpha) * hard + alpha * kl_to_target(student_logits, target, T=T)
+
+
+# --------------------------------------------------------------------------------------
+# Input checks (the messages name the argument; see kdkit.validation)
+# --------------------------------------------------------------------------------------
+
+def _check_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
+    check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
+
+
+def _check_student_and_labels(student_logits: Tensor, labels: Tensor) -> None:
+    check_logits("student_logits", student_logits)
+    check_labels("labels", labels, batch=student_logits.shape[0],
+                 num_classes=student_logits.shape[1])
+
+
+def _check_weights(weights, count: int) -> Tensor:
+    if weights is None:
+        return torch.ones(count)
+    mu = torch.as_tensor(weights, dtype=torch.float64)
+    if mu.shape != (count,) or not bool(torch.isfinite(mu).all()) or bool((mu < 0).any()) \
+            or float(mu.sum()) <= 0:
+        raise ValueError(f"weights must be {count} finite numbers >= 0, not all zero "
+                         f"(one per teacher), got {list(weights)}")
+    return mu

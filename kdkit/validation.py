@@ -1,0 +1,137 @@
+"""Argument checks shared by the whole package.
+
+Every public function checks its inputs *before* any work starts, and says in the
+error message which argument was wrong and what would have been accepted. A student who
+types ``T=0`` should read "temperature T must be > 0, got 0", not a NaN three cells later.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+
+_TENSOR_CHECKS = contextvars.ContextVar("kdkit_tensor_checks", default=True)
+
+
+@contextlib.contextmanager
+def tensor_checks_done() -> Iterator[None]:
+    """Skip the per-call tensor checks (shapes, NaN/inf, label range) inside this block.
+
+    The training loop checks the whole data set and one batch through the objective
+    *before* it starts, then trains inside this block: re-checking every mini-batch would
+    cost a third of a small model's step. Scalar checks (T, alpha, ...) always run.
+    """
+    token = _TENSOR_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _TENSOR_CHECKS.reset(token)
+
+
+def check_positive(name: str, value: float) -> float:
+    """``value`` must be a finite number > 0 (temperatures, learning rates, sizes)."""
+    if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_unit_interval(name: str, value: float) -> float:
+    """``value`` must lie in [0, 1] (loss weights such as alpha, smoothing mass)."""
+    if not _is_real_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``value`` must lie in (0, 1] (a fraction of a data set: 0 would leave nothing)."""
+    if not _is_real_number(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: int, *, minimum: int = 1) -> int:
+    """``value`` must be a whole number >= ``minimum`` (epochs, widths, counts)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    """``value`` must be one of ``allowed``; the error lists them."""
+    allowed = sorted(allowed)
+    if value not in allowed:
+        raise KeyError(f"unknown {name} {value!r}; valid choices are: {', '.join(allowed)}")
+    return value
+
+
+def lookup(name: str, key: str, table: Mapping):
+    """``table[key]``, or a KeyError that lists the valid keys."""
+    check_choice(name, key, table.keys())
+    return table[key]
+
+
+def check_logits(name: str, logits: torch.Tensor) -> torch.Tensor:
+    """Logits are a finite float tensor of shape (B, K) with K >= 2."""
+    if not _TENSOR_CHECKS.get():
+        return logits
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (batch, classes) with classes >= 2, "
+                         f"got {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {logits.dtype}")
+    check_finite(name, logits)
+    return logits
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    if not _TENSOR_CHECKS.get():
+        return tensor
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return tensor
+
+
+def check_probabilities(name: str, probs: torch.Tensor) -> torch.Tensor:
+    """Rows of a (B, K) tensor are probability distributions: finite, >= 0, sum to 1."""
+    if not _TENSOR_CHECKS.get():
+        return probs
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2:
+        raise ValueError(f"{name} must be a tensor of shape (batch, classes)")
+    check_finite(name, probs)
+    row_sums = probs.sum(dim=1)
+    if bool((probs < 0).any()) or not torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4):
+        raise ValueError(f"{name} must hold probability distributions: each row >= 0 and summing to 1")
+    return probs
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    if not _TENSOR_CHECKS.get():
+        return
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape "
+                         f"{tuple(b.shape)}; they must match (same batch, same number of classes)")
+
+
+def check_labels(name: str, labels: torch.Tensor, *, batch: int, num_classes: int) -> torch.Tensor:
+    """Labels are integer class indices in [0, num_classes), one per example."""
+    if not _TENSOR_CHECKS.get():
+        return labels
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be an integer tensor of class indices")
+    if labels.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},) to match the logits, "
+                         f"got {tuple(labels.shape)}")
+    if batch and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{name} must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+                         f"got values in [{int(labels.min())}, {int(labels.max())}]")
+    return labels
+
+
+def _is_real_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

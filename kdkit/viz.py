@@ -1,0 +1,182 @@
+"""Plots: pure functions that return a matplotlib Figure, and the live-plot callback.
+
+Each figure is created through ``pyplot`` (so that Jupyter knows how to show it as a PNG)
+and immediately released from pyplot's list of open figures: it is shown exactly once,
+where a notebook displays it (as the last expression of a cell), and never leaks memory
+across a long session of slider moves. Importing this module changes no matplotlib
+setting. Figures use a modest dpi so that executed notebooks stay small.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import time
+from typing import Mapping, Sequence
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from kdkit.data import Split
+from kdkit.train import Callback, History
+from kdkit.validation import check_positive
+
+DPI = 72
+METRIC_LABELS = {"train_acc": "train accuracy", "val_acc": "validation accuracy",
+                 "train_loss": "train loss", "val_loss": "validation loss"}
+
+
+def new_figure(width: float = 6.0, height: float = 3.2) -> Figure:
+    """An empty figure that Jupyter renders as a PNG and pyplot no longer tracks."""
+    import matplotlib.pyplot as plt  # imported on first use: it selects a backend
+
+    fig = plt.figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def plot_examples(split: Split, class_names: Sequence[str], *, per_class: int = 3) -> Figure:
+    """A few examples of every class: line plots for 1-D signals, images otherwise."""
+    num_classes = len(class_names)
+    fig = new_figure(10, 1.1 * per_class + 0.6)
+    axes = fig.subplots(per_class, num_classes, squeeze=False, sharex=True, sharey=True)
+    for cls in range(num_classes):
+        members = torch.nonzero(split.y == cls).squeeze(1)[:per_class]
+        for row, index in enumerate(members.tolist()):
+            ax = axes[row][cls]
+            example = split.x[index]
+            if example.dim() == 1:
+                ax.plot(example.numpy(), color=f"C{cls}", linewidth=1.2)
+            else:
+                ax.imshow(example.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][cls].set_title(class_names[cls])
+    return fig
+
+
+def plot_curves(histories: Mapping[str, History], *, metrics: Sequence[str] = ("val_acc",),
+                title: str = "", reference: Mapping[str, History] | None = None,
+                ylim: tuple[float, float] | None = None) -> Figure:
+    """Metric vs epoch for several runs; ``reference`` runs are drawn faint, for comparison."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    for label, history in (reference or {}).items():
+        ax.plot(history.series("epoch"), history.series(metrics[0]), color="0.6",
+                linewidth=1.5, label=f"{label} ({METRIC_LABELS.get(metrics[0], metrics[0])})")
+    for index, (label, history) in enumerate(histories.items()):
+        for style, metric in zip(("-", "--", ":"), metrics):
+            ax.plot(history.series("epoch"), history.series(metric), style, color=f"C{index}",
+                    label=f"{label} ({METRIC_LABELS.get(metric, metric)})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy" if metrics[0].endswith("acc") else metrics[0])
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_soft_targets(logits: torch.Tensor, temperatures: Sequence[float],
+                      class_names: Sequence[str], *, true_class: int | None = None) -> Figure:
+    """One example's softened distribution ``softmax(z / T)`` at several temperatures.
+
+    This is Hinton's "dark knowledge": at T = 1 the teacher is almost one-hot; as T grows,
+    the small probabilities it gives to the *wrong* classes become visible, and they say
+    which classes it finds similar.
+    """
+    if logits.dim() != 1:
+        raise ValueError(f"logits must be one example's (K,) vector, got shape {tuple(logits.shape)}")
+    for T in temperatures:
+        check_positive("temperature T", T)
+    fig = new_figure(3.0 * len(temperatures), 2.6)
+    axes = fig.subplots(1, len(temperatures), sharey=True, squeeze=False)[0]
+    positions = range(len(class_names))
+    for ax, T in zip(axes, temperatures):
+        probs = torch.softmax(logits / T, dim=0).numpy()
+        colors = ["C3" if k == true_class else "C0" for k in positions]
+        ax.bar(positions, probs, color=colors)
+        ax.set_xticks(list(positions), class_names, fontsize=8)
+        ax.set_title(f"T = {T:g}")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("probability")
+    return fig
+
+
+def plot_kd_schematic() -> Figure:
+    """The picture of knowledge distillation: one input, two nets, two targets, one loss."""
+    fig = new_figure(8.5, 2.9)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4)
+    ax.axis("off")
+    boxes = {"input": (0.2, 1.6, "input x"),
+             "teacher": (2.2, 2.8, "teacher\n(big, trained)"), "student": (2.2, 0.3, "student\n(small)"),
+             "soft": (5.0, 2.8, "soft targets\nsoftmax(z_t / T)"), "pred": (5.0, 0.3, "prediction\nsoftmax(z_s / T)"),
+             "label": (5.0, 1.55, "label y\n(one-hot)"),
+             "loss": (7.9, 1.6, "loss\n(1-a) CE + a T² KL")}
+    centres = {}
+    for key, (x, y, text) in boxes.items():
+        colour = {"teacher": "#f4c7a1", "student": "#a9d3f5", "loss": "#c9e7b7"}.get(key, "#eeeeee")
+        ax.add_patch(FancyBboxPatch((x, y), 1.9, 0.9, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
+        ax.text(x + 0.95, y + 0.45, text, ha="center", va="center", fontsize=9)
+        centres[key] = (x + 0.95, y + 0.45)
+    for start, end in [("input", "teacher"), ("input", "student"), ("teacher", "soft"),
+                       ("student", "pred"), ("soft", "loss"), ("pred", "loss"), ("label", "loss")]:
+        (x0, y0), (x1, y1) = centres[start], centres[end]
+        ax.add_patch(FancyArrowPatch((x0 + 0.95, y0), (x1 - 0.95, y1), arrowstyle="-|>",
+                                     mutation_scale=12, color="0.3"))
+    ax.text(5.95, 3.85, "the teacher is frozen: no gradient flows into it", ha="center", fontsize=8,
+            color="0.35")
+    return fig
+
+
+class LivePlot(Callback):
+    """Redraws accuracy curves into an ``ipywidgets.Output`` while a run trains.
+
+    Redraws at most every ``min_interval`` seconds (and once at the end), so that drawing
+    never costs more than a small part of a run that takes a second or two.
+    """
+
+    def __init__(self, output, *, label: str = "this run", metrics: Sequence[str] = ("train_acc", "val_acc"),
+                 reference: Mapping[str, History] | None = None, title: str = "",
+                 min_interval: float = 0.3):
+        self.output = output
+        self.label, self.metrics, self.reference, self.title = label, tuple(metrics), reference, title
+        self.min_interval = min_interval
+        self._last_draw = 0.0
+        self.draws = 0
+
+    def on_fit_start(self, model, epochs):
+        self._last_draw = time.perf_counter()
+
+    def on_epoch_end(self, history, model):
+        if time.perf_counter() - self._last_draw >= self.min_interval:
+            self.draw(history)
+
+    def on_fit_end(self, history):
+        if len(history):
+            self.draw(history)
+
+    def draw(self, history: History) -> None:
+        """Replace the output's content with the current curves, in one widget update.
+
+        Swapping the whole ``outputs`` tuple (instead of clearing, then displaying) leaves
+        no blank frame in between, and works the same in a kernel and in a test.
+        """
+        fig = plot_curves({self.label: history}, metrics=self.metrics, reference=self.reference,
+                          title=self.title)
+        self.output.outputs = (png_output(fig),)
+        self._last_draw = time.perf_counter()
+        self.draws += 1
+
+
+def png_output(fig: Figure) -> dict:
+    """A figure as a Jupyter ``display_data`` output holding a PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": png, "text/plain": f"<Figure of {len(fig.axes)} axes>"}}

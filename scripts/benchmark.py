@@ -1,0 +1,365 @@
+"""Benchmark kdkit's training loop against the performance budgets in DESIGN.md.
+
+What is measured, and why
+-------------------------
+All on MNIST-1D (3,500 training signals of length 40), batch size 128, Adam at lr 1e-2:
+
+* ``kdkit.train.fit`` with the CrossEntropy objective and no validation split, against a
+  *minimal hand-written loop* on the same tensors (randperm, index, forward,
+  ``F.cross_entropy``, zero_grad, backward, step). Their ratio is what kdkit's own
+  bookkeeping (checks, objective dispatch, running metrics, per-epoch state copy) costs.
+  Budget: kdkit keeps >= 0.9x the minimal loop's throughput.
+* A ``DataLoader(TensorDataset(...), shuffle=True)`` loop (no workers), the loop most
+  tutorials write. Budget: kdkit is clearly faster on in-memory data; "clearly" is read
+  here as >= 1.2x the DataLoader loop's throughput.
+* ``fit`` with the Distillation(T=4, alpha=0.5) objective on a split that carries cached
+  teacher logits. The teacher itself never runs inside the timed region. Budget: a KD
+  epoch costs <= 1.15x a cross-entropy epoch.
+* One "interactive re-run" (``start_here.student_run`` with the teacher already cached:
+  60 epochs with validation, then the test set). Budget: <= 3 s.
+* The CNN teacher's training time, once, in a fresh cache folder so that it really trains.
+  No budget; it is what a first-time user waits for.
+
+The loop comparisons run for two models: the MLP student (40-100-100-10), where a step is
+so cheap that per-step Python overhead dominates, and the CNN teacher architecture, where
+the arithmetic dominates. A loop can pass on one and fail on the other.
+
+Fairness
+--------
+* Every timed run builds a fresh model from the same seed (outside the timer), so every
+  variant does the same arithmetic from the same weights.
+* One untimed warm-up epoch per variant first (allocator, lazy kernel initialisation).
+* Repetitions are interleaved (A B C D, B C D A, ...) so that a slow patch of the machine
+  hits all variants alike, rather than one variant measured entirely during it.
+* Ratios are the median over repetitions of the ratio *within* a repetition (runs that
+  were adjacent in time), and times are medians, which shrug off a stray slow run.
+* ``torch.set_num_threads`` is fixed and reported; full mode measures the machine's
+  default thread count and one thread.
+
+Usage::
+
+    python scripts/benchmark.py                 # full run, about 2-3 minutes
+    python scripts/benchmark.py --quick         # smoke run, about 30 s
+    python scripts/benchmark.py --json out.json # also write the numbers as JSON
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+BATCH_SIZE = 128
+LR = 1e-2
+SEED = 0
+ARCHITECTURES = {
+    "mlp": {"name": "mlp", "hidden": (100, 100)},                           # the student
+    "cnn": {"name": "cnn", "channels": (32, 32, 32), "kernel_size": 5},     # the teacher's shape
+}
+MIN_FIT_VS_MINIMAL = 0.9     # throughput ratio, DESIGN.md
+MIN_FIT_VS_DATALOADER = 1.2  # "clearly faster": our reading of DESIGN.md
+MAX_KD_VS_CE = 1.15          # time ratio, DESIGN.md
+MAX_RERUN_SECONDS = 3.0      # DESIGN.md
+
+
+@dataclass(frozen=True)
+class Settings:
+    epochs: int          # epochs per timed run
+    reps: int            # interleaved repetitions per variant
+    rerun_reps: int      # repetitions of the interactive re-run
+    threads: tuple[int, ...]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run (~30 s): fewer reps and epochs")
+    parser.add_argument("--json", metavar="PATH", help="also write all numbers to this JSON file")
+    parser.add_argument("--threads", type=int, nargs="+", metavar="N",
+                        help="torch thread counts to measure (default: the machine's, plus 1 in full mode)")
+    parser.add_argument("--epochs", type=int, help="epochs per timed run (default 10, quick 3)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions (default 5, quick 3)")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    default_threads = torch.get_num_threads()
+    if args.threads:
+        threads = tuple(args.threads)
+    elif args.quick or default_threads == 1:
+        threads = (default_threads,)
+    else:
+        threads = (default_threads, 1)
+    return Settings(epochs=args.epochs or (3 if args.quick else 10),
+                    reps=args.reps or (3 if args.quick else 5),
+                    rerun_reps=1 if args.quick else 3, threads=threads)
+
+
+def machine_info() -> dict:
+    # The load average matters: other processes on a 2-core machine distort every number.
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "default_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "platform": platform.platform(), "load_average_1min": round(load[0], 2)}
+
+
+# --------------------------------------------------------------------------------------
+# Data and teacher
+# --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def fresh_cache_dir() -> Iterator[str]:
+    """Point kdkit's cache at an empty temporary folder, so the teacher really trains
+    and the user's own cache is neither read nor written."""
+    from kdkit.storage import CACHE_ENV_VAR
+
+    previous = os.environ.get(CACHE_ENV_VAR)
+    with tempfile.TemporaryDirectory(prefix="kdkit-bench-") as folder:
+        os.environ[CACHE_ENV_VAR] = folder
+        try:
+            yield folder
+        finally:
+            if previous is None:
+                os.environ.pop(CACHE_ENV_VAR, None)
+            else:
+                os.environ[CACHE_ENV_VAR] = previous
+
+
+def time_teacher_training(data) -> float:
+    """Seconds to train the standard CNN teacher once (the cache folder must be empty)."""
+    from kdkit.experiments.mnist1d import teacher
+
+    started = time.perf_counter()
+    checkpoint = teacher(data)
+    seconds = time.perf_counter() - started
+    if checkpoint.from_cache:
+        raise RuntimeError("the teacher came from a cache; its training time was not measured")
+    return seconds
+
+
+# --------------------------------------------------------------------------------------
+# The four training loops (each trains `model` in place for `epochs` epochs)
+# --------------------------------------------------------------------------------------
+
+def kdkit_fit_ce(model, train, epochs: int) -> None:
+    from kdkit.objectives import CrossEntropy
+    from kdkit.train import fit
+
+    fit(model, train.with_teacher_logits(None), None, objective=CrossEntropy(), epochs=epochs,
+        batch_size=BATCH_SIZE, lr=LR, seed=SEED)
+
+
+def kdkit_fit_kd(model, train, epochs: int) -> None:
+    from kdkit.objectives import Distillation
+    from kdkit.train import fit
+
+    fit(model, train, None, objective=Distillation(T=4.0, alpha=0.5), epochs=epochs,
+        batch_size=BATCH_SIZE, lr=LR, seed=SEED)
+
+
+def minimal_loop(model, train, epochs: int) -> None:
+    """The least a correct loop can do: the yardstick for kdkit's overhead."""
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    generator = torch.Generator().manual_seed(SEED)
+    x, y = train.x, train.y
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), BATCH_SIZE):
+            index = order[start:start + BATCH_SIZE]
+            loss = F.cross_entropy(model(x[index]), y[index])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def dataloader_loop(model, train, epochs: int) -> None:
+    """The tutorial loop: per-example __getitem__ and a collate per batch."""
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    loader = DataLoader(TensorDataset(train.x, train.y), batch_size=BATCH_SIZE, shuffle=True,
+                        num_workers=0, generator=torch.Generator().manual_seed(SEED))
+    model.train()
+    for _ in range(epochs):
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+VARIANTS: dict[str, Callable] = {
+    "kdkit_ce": kdkit_fit_ce,
+    "minimal": minimal_loop,
+    "dataloader": dataloader_loop,
+    "kdkit_kd": kdkit_fit_kd,
+}
+LABELS = {"kdkit_ce": "kdkit fit, CE", "minimal": "minimal torch loop",
+          "dataloader": "DataLoader loop", "kdkit_kd": "kdkit fit, KD (cached logits)"}
+
+
+# --------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------
+
+def build(architecture: str, data):
+    from kdkit.models import build_model
+
+    options = dict(ARCHITECTURES[architecture])
+    return build_model(options.pop("name"), data.input_shape, data.num_classes, seed=SEED, **options)
+
+
+def seconds_per_epoch(variant: str, architecture: str, data, epochs: int) -> float:
+    model = build(architecture, data)  # fresh, identical weights; not timed
+    gc.collect()                       # so a collection of earlier garbage is not billed here
+    started = time.perf_counter()
+    VARIANTS[variant](model, data.train, epochs)
+    return (time.perf_counter() - started) / epochs
+
+
+def measure_loops(architecture: str, data, settings: Settings) -> dict[str, list[float]]:
+    """Seconds per epoch of every variant, ``settings.reps`` interleaved repetitions."""
+    names = list(VARIANTS)
+    for name in names:  # warm-up, discarded
+        seconds_per_epoch(name, architecture, data, 1)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(settings.reps):
+        rotated = names[rep % len(names):] + names[:rep % len(names)]  # no variant always first
+        for name in rotated:
+            samples[name].append(seconds_per_epoch(name, architecture, data, settings.epochs))
+    return samples
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over repetitions of the ratio between runs of the same repetition."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator))
+
+
+def loop_ratios(samples: dict[str, list[float]]) -> dict[str, float]:
+    # Throughput ratios are inverse time ratios: > 1 means kdkit is faster.
+    return {"fit_vs_minimal": paired_ratio(samples["minimal"], samples["kdkit_ce"]),
+            "fit_vs_dataloader": paired_ratio(samples["dataloader"], samples["kdkit_ce"]),
+            "kd_vs_ce": paired_ratio(samples["kdkit_kd"], samples["kdkit_ce"])}
+
+
+def time_interactive_rerun(data_with_teacher, reps: int) -> list[float]:
+    """Seconds of one student_run with the teacher's logits already cached."""
+    from kdkit.experiments.start_here import student_run
+
+    times = []
+    for _ in range(reps):
+        gc.collect()
+        started = time.perf_counter()
+        student_run(data_with_teacher, T=4, alpha=0.5)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+def verdict(value: float, target: float, *, at_least: bool) -> str:
+    ok = value >= target if at_least else value <= target
+    return "PASS" if ok else "FAIL"
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.4f} [{min(values):.4f}-{max(values):.4f}]"
+
+
+def loop_rows(threads: int, architecture: str, samples, ratios) -> list[tuple]:
+    prefix = f"{architecture}, {threads} thr: "
+    return [
+        (prefix + LABELS["kdkit_ce"], spread(samples["kdkit_ce"]), "", "", ""),
+        (prefix + LABELS["minimal"], spread(samples["minimal"]),
+         f"kdkit/minimal throughput {ratios['fit_vs_minimal']:.2f}", f">= {MIN_FIT_VS_MINIMAL}",
+         verdict(ratios["fit_vs_minimal"], MIN_FIT_VS_MINIMAL, at_least=True)),
+        (prefix + LABELS["dataloader"], spread(samples["dataloader"]),
+         f"kdkit/DataLoader throughput {ratios['fit_vs_dataloader']:.2f}", f">= {MIN_FIT_VS_DATALOADER}",
+         verdict(ratios["fit_vs_dataloader"], MIN_FIT_VS_DATALOADER, at_least=True)),
+        (prefix + LABELS["kdkit_kd"], spread(samples["kdkit_kd"]),
+         f"KD/CE epoch time {ratios['kd_vs_ce']:.2f}", f"<= {MAX_KD_VS_CE}",
+         verdict(ratios["kd_vs_ce"], MAX_KD_VS_CE, at_least=False)),
+    ]
+
+
+def markdown_table(rows: list[tuple]) -> str:
+    header = ("variant", "seconds/epoch median [min-max]", "ratio", "target", "result")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(info: dict, settings: Settings) -> str:
+    return (f"Machine: {info['cpu_count']} CPUs, torch {info['torch']}, Python {info['python']}, "
+            f"default threads {info['default_threads']}, measured with threads {list(settings.threads)}, "
+            f"1-min load average at start {info['load_average_1min']}; "
+            f"{settings.reps} interleaved reps x {settings.epochs} epochs, batch {BATCH_SIZE}, Adam lr {LR}")
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+def run(settings: Settings) -> tuple[dict, list[tuple]]:
+    from kdkit.data import load_mnist1d
+    from kdkit.experiments.mnist1d import data_with_teacher
+
+    info = machine_info()
+    results = {"machine": info, "settings": settings.__dict__, "loops": {}}
+    rows: list[tuple] = []
+    with fresh_cache_dir():
+        torch.set_num_threads(info["default_threads"])
+        plain = load_mnist1d()                     # generated into the empty cache; not timed
+        results["teacher_training_seconds"] = time_teacher_training(plain)
+        data = data_with_teacher()                 # teacher loaded from the cache just filled
+        rerun = time_interactive_rerun(data, settings.rerun_reps)
+    results["interactive_rerun_seconds"] = rerun
+    for threads in settings.threads:
+        torch.set_num_threads(threads)
+        for architecture in ARCHITECTURES:
+            samples = measure_loops(architecture, data, settings)
+            ratios = loop_ratios(samples)
+            results["loops"][f"{architecture}/threads={threads}"] = {
+                "threads": threads, "architecture": architecture,
+                "seconds_per_epoch": samples, "ratios": ratios}
+            rows += loop_rows(threads, architecture, samples, ratios)
+    torch.set_num_threads(info["default_threads"])
+    rerun_median = statistics.median(rerun)
+    rows.append((f"interactive re-run (student_run, {info['default_threads']} thr, median of {len(rerun)})",
+                 f"{rerun_median:.2f} s total", "", f"<= {MAX_RERUN_SECONDS} s",
+                 verdict(rerun_median, MAX_RERUN_SECONDS, at_least=False)))
+    rows.append((f"teacher training once (fresh cache, {info['default_threads']} thr)",
+                 f"{results['teacher_training_seconds']:.2f} s total", "", "(none)", ""))
+    return results, rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    started = time.perf_counter()
+    results, rows = run(settings)
+    results["benchmark_seconds"] = time.perf_counter() - started
+    print(machine_line(results["machine"], settings))
+    print()
+    print(markdown_table(rows))
+    print(f"\n(benchmark took {results['benchmark_seconds']:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

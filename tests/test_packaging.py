@@ -1,0 +1,80 @@
+"""Packaging promises: the dependency lists agree, importing has no side effects, the CLI works."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _environment_pip_requirements() -> list[str]:
+    """The `pip:` list of environment.yml (a plain reader: no YAML library needed)."""
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    requirements = []
+    for line in lines[start + 1:]:
+        match = re.match(r"\s+- (.+)", line)
+        if not match:
+            break
+        requirements.append(match.group(1).strip())
+    return requirements
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = _pyproject()["project"]
+    expected = project["dependencies"] + project["optional-dependencies"]["test"] + ["-e ."]
+    assert sorted(_environment_pip_requirements()) == sorted(expected)
+
+
+def test_required_packages_are_declared():
+    names = {re.split(r"[<>=!~ ]", dep)[0] for dep in _pyproject()["project"]["dependencies"]}
+    assert {"torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "nbval", "mnist1d", "tqdm"} <= names
+
+
+def test_torch_ranges_admit_the_versions_this_workbook_is_tested_with():
+    deps = " ".join(_pyproject()["project"]["dependencies"])
+    assert "torch>=2.2,<=2.14.1" in deps and "torchvision>=0.17,<=0.29.1" in deps
+
+
+def test_importing_kdkit_has_no_side_effects(tmp_path):
+    code = """
+import os, numpy, torch, random
+torch_state = torch.random.get_rng_state().clone(); np_state = numpy.random.get_state()[1].copy()
+py_state = random.getstate()
+import kdkit, kdkit.data, kdkit.models, kdkit.losses, kdkit.objectives, kdkit.train
+import kdkit.checkpoints, kdkit.viz, kdkit.widgets, kdkit.experiments.start_here, kdkit.experiments.mnist1d
+assert torch.equal(torch_state, torch.random.get_rng_state()), "torch RNG touched"
+assert (np_state == numpy.random.get_state()[1]).all(), "numpy RNG touched"
+assert py_state == random.getstate(), "random touched"
+assert os.listdir(".") == [], os.listdir(".")
+assert not os.path.exists(os.environ["KDKIT_CACHE_DIR"]), "cache created on import"
+print("clean")
+"""
+    env = {"KDKIT_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean"
+
+
+def test_cli_lists_experiments_and_rejects_unknown_ones():
+    listed = subprocess.run([sys.executable, "-m", "kdkit", "list"], capture_output=True, text=True, check=True)
+    assert "start_here" in listed.stdout.split()
+    bad = subprocess.run([sys.executable, "-m", "kdkit", "reproduce", "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "start_here" in bad.stderr
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci
+    assert "make lab" in readme

@@ -1,0 +1,72 @@
+"""Static plots return figures and leave matplotlib's global state alone."""
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from kdkit import viz
+from kdkit.data import Split
+from kdkit.train import History
+
+
+def _history(n=5):
+    return History([{"epoch": e, "train_acc": e / 10, "val_acc": e / 12} for e in range(1, n + 1)])
+
+
+def test_plots_return_figures_without_leaving_open_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    split = Split(torch.randn(30, 40), torch.arange(30) % 3)
+    figures = [viz.plot_examples(split, ["a", "b", "c"], per_class=2),
+               viz.plot_curves({"run": _history()}, metrics=("train_acc", "val_acc"), reference={"base": _history()}),
+               viz.plot_soft_targets(torch.tensor([3.0, 1.0, -2.0]), [1, 4], ["a", "b", "c"], true_class=0),
+               viz.plot_kd_schematic()]
+    assert all(isinstance(f, Figure) for f in figures)
+    assert plt.get_fignums() == before
+
+
+def test_soft_targets_plot_shows_the_softened_probabilities():
+    fig = viz.plot_soft_targets(torch.tensor([2.0, 0.0]), [1.0, 1000.0], ["a", "b"])
+    heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
+    assert heights[0] == pytest.approx(torch.softmax(torch.tensor([2.0, 0.0]), 0).tolist())
+    assert heights[1] == pytest.approx([0.5, 0.5], abs=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_soft_targets_plot_rejects_bad_temperatures(bad):
+    with pytest.raises(ValueError, match="temperature T"):
+        viz.plot_soft_targets(torch.zeros(3), [bad], ["a", "b", "c"])
+
+
+def test_plot_examples_of_images():
+    split = Split(torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1]))
+    assert isinstance(viz.plot_examples(split, ["x", "y"], per_class=2), Figure)
+
+
+def test_live_plot_throttles_redraws_and_always_draws_the_end():
+    import ipywidgets
+
+    out = ipywidgets.Output()
+    live = viz.LivePlot(out, min_interval=3600)
+    history = _history(1)
+    live.on_fit_start(None, 50)
+    for epoch in range(2, 50):
+        history.records.append({"epoch": epoch, "train_acc": 0.5, "val_acc": 0.5})
+        live.on_epoch_end(history, None)
+    assert live.draws == 0
+    live.on_fit_end(history)
+    assert live.draws == 1
+    assert sum("image/png" in o.get("data", {}) for o in out.outputs) == 1
+
+
+def test_importing_viz_does_not_change_matplotlib_settings():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; before = dict(matplotlib.rcParams); import kdkit.viz, kdkit.widgets; "
+            "after = dict(matplotlib.rcParams); print(before == after)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
