@@ -24,7 +24,7 @@ CHECKPOINT_FORMAT = 1  # bump when the saved layout changes: old files are then 
 def config_key(config: dict) -> str:
     """A short stable hash of a JSON-able configuration (key order does not matter)."""
     try:
-        text = json.dumps(config, sort_keys=True, default=repr)
+        text = _canonical_json(config)
     except TypeError as error:
         raise ValueError(f"config must be JSON-like (dicts, lists, numbers, strings): {error}") from None
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -58,9 +58,9 @@ def load_or_train(config: dict, build: Callable[[], nn.Module],
             pass  # the architecture changed under the same config: train again
     metrics = train(model)
     model.eval()
-    atomic_save({"format": CHECKPOINT_FORMAT, "config_json": json.dumps(config, sort_keys=True, default=repr),
-                 "state_dict": model.state_dict(), "metrics": dict(metrics)}, path)
-    return Checkpoint(model, dict(metrics), from_cache=False)
+    atomic_save({"format": CHECKPOINT_FORMAT, "config_json": _canonical_json(config),
+                 "state_dict": model.state_dict(), "metrics": _plain_numbers(metrics)}, path)
+    return Checkpoint(model, _plain_numbers(metrics), from_cache=False)
 
 
 def checkpoint_path(config: dict, *, folder: Path | None = None) -> Path:
@@ -69,6 +69,19 @@ def checkpoint_path(config: dict, *, folder: Path | None = None) -> Path:
     return folder / f"{name}-{config_key(config)}.pt"
 
 
+def _canonical_json(config: dict) -> str:
+    # No default=repr: a repr holding a memory address would change the key every session.
+    return json.dumps(config, sort_keys=True)
+
+
+def _plain_numbers(metrics: dict) -> dict:
+    """Metrics as plain Python numbers, which ``weights_only`` loading accepts (numpy's are not)."""
+    try:
+        return {str(name): float(value) for name, value in metrics.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"metrics must map names to numbers, got {metrics!r}") from None
+
+
 def _matches(saved, config: dict) -> bool:
     return (isinstance(saved, dict) and saved.get("format") == CHECKPOINT_FORMAT
-            and saved.get("config_json") == json.dumps(config, sort_keys=True, default=repr))
+            and saved.get("config_json") == _canonical_json(config))

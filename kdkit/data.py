@@ -16,6 +16,7 @@ online; see :func:`load_torchvision`.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -101,10 +102,11 @@ class DataSplits:
 # --------------------------------------------------------------------------------------
 
 def load_mnist1d(*, val_size: int = 500, split_seed: int = 0) -> DataSplits:
-    """The MNIST-1D data set: 3,500 train, 500 validation, 1,000 test signals of length 40.
+    """The MNIST-1D data set: ~3,500 train, ~500 validation, 1,000 test signals of length 40.
 
     The 4,000/1,000 train/test division is the published one (generator seed 42); the
-    validation examples are a class-stratified sample of the published training set.
+    validation examples are a class-stratified sample of ``val_size`` of the published
+    training examples (rounded per class: 499 by default).
     Generated once and cached (see :func:`kdkit.storage.cache_dir`).
     """
     val_size = check_positive_int("val_size", val_size)
@@ -153,11 +155,13 @@ def _generate_mnist1d(*, num_samples: int, seed: int, train_split: float) -> dic
 
     args = get_dataset_args()
     args.num_samples, args.seed, args.train_split = num_samples, seed, train_split
-    numpy_state = np.random.get_state()  # make_dataset reseeds numpy's global RNG
+    # make_dataset reseeds numpy's and Python's global generators: put both back afterwards.
+    numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         data = make_dataset(args)
     finally:
         np.random.set_state(numpy_state)
+        random.setstate(python_state)
     as_x = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     as_y = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64)    # noqa: E731
     return {"x": as_x(data["x"]), "y": as_y(data["y"]),

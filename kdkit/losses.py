@@ -194,7 +194,8 @@ def tfkd_reg_loss(student_logits: Tensor, labels: Tensor, *, T: float = 20.0,
         soft = kl_to_target(student_logits, target, T=T)
     else:
         log_p_student = F.log_softmax(student_logits, dim=1)
-        soft = multiplier * F.kl_div(log_p_student, target, reduction="mean")
+        # nn.KLDivLoss()'s default "mean": the summed KL divided by B*K (not by B).
+        soft = multiplier * F.kl_div(log_p_student, target, reduction="sum") / target.numel()
     return (1 - alpha) * hard + alpha * soft
 
 
@@ -214,6 +215,9 @@ def mutual_learning_loss(student_logits: Tensor, peer_logits: Sequence[Tensor], 
     check_choice("target", target, PEER_TARGETS)
     if len(peer_logits) == 0:
         raise ValueError("peer_logits must hold the logits of at least one other peer")
+    for j, z in enumerate(peer_logits):
+        check_logits(f"peer_logits[{j}]", z)
+        check_same_shape("student_logits", student_logits, f"peer_logits[{j}]", z)
     hard = F.cross_entropy(student_logits, labels)
     if target == "pairwise":
         mimicry = sum(distillation_kl(student_logits, z, T=T) for z in peer_logits) / len(peer_logits)

@@ -119,7 +119,7 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if len(train) == 0:
         raise ValueError("the training split is empty")
-    _check_before_training(model, train, objective)
+    _check_before_training(model, train, val, objective)
     opt = _make_optimizer(model, optimizer, lr, weight_decay)
     scheduler = _make_scheduler(opt, schedule, epochs)
     generator = torch.Generator().manual_seed(seed)
@@ -144,6 +144,9 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
         model.load_state_dict(last_good_state)
         history.interrupted = True
         raise FitInterrupted(history) from None
+    except FloatingPointError:
+        model.load_state_dict(last_good_state)  # keep usable weights, not NaNs
+        raise
     finally:
         model.eval()
         for callback in callbacks:
@@ -151,20 +154,35 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
     return history
 
 
-def _check_before_training(model, train: Split, objective) -> None:
+def _check_before_training(model, train: Split, val: Split | None, objective) -> None:
     """Fail with a clear message before the first update, not halfway through training.
 
-    The whole split is checked once, and the objective is run on a few examples with all
-    of its own checks on; the training steps then skip the per-batch tensor checks.
+    The splits are checked once, and the objective is run on a few examples (including
+    an unlabeled one, if any) with all of its own checks on; the training steps then skip
+    the per-batch tensor checks.
     """
     check_finite("train.x", train.x)
     if train.teacher_logits is not None:
         check_finite("train.teacher_logits", train.teacher_logits)
-    logits = predict_logits(model, train.x[:2])  # eval mode: batch-norm statistics untouched
-    known_labels = train.y[train.y != UNLABELED]
-    check_labels("train.y", known_labels, batch=len(known_labels), num_classes=logits.shape[1])
-    teacher = None if train.teacher_logits is None else train.teacher_logits[:2]
-    objective(logits, Batch(train.x[:2], train.y[:2], teacher))
+    probe = torch.cat([torch.arange(min(2, len(train))),
+                       torch.nonzero(train.y == UNLABELED)[:1, 0]])
+    logits = predict_logits(model, train.x[probe])  # eval mode: batch-norm statistics untouched
+    for name, split in (("train", train), ("val", val)):
+        if split is None:
+            continue
+        check_finite(f"{name}.x", split.x)
+        known_labels = split.y[split.y != UNLABELED]
+        if name == "val" and len(known_labels) == 0:
+            raise ValueError("val must hold labelled examples to measure accuracy on")
+        check_labels(f"{name}.y", known_labels, batch=len(known_labels), num_classes=logits.shape[1])
+    teacher = None if train.teacher_logits is None else train.teacher_logits[probe]
+    try:
+        objective(logits, Batch(train.x[probe], train.y[probe], teacher))
+    except ValueError as error:
+        if bool((train.y[probe] == UNLABELED).any()) and "labels" in str(error):
+            raise ValueError(f"{objective!r} needs labels, but the training split holds unlabeled "
+                             "examples (y = -1); use a label-free objective such as LogitMimic") from None
+        raise
 
 
 def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator) -> dict:

@@ -122,8 +122,9 @@ def check_labels(name: str, labels: torch.Tensor, *, batch: int, num_classes: in
     """Labels are integer class indices in [0, num_classes), one per example."""
     if not _TENSOR_CHECKS.get():
         return labels
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{name} must be an integer tensor of class indices")
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+        dtype = getattr(labels, "dtype", type(labels).__name__)
+        raise ValueError(f"{name} must be an int64 (torch.long) tensor of class indices, got {dtype}")
     if labels.shape != (batch,):
         raise ValueError(f"{name} must have shape ({batch},) to match the logits, "
                          f"got {tuple(labels.shape)}")

@@ -57,6 +57,7 @@ class ExperimentPanel(widgets.VBox):
         header = [widgets.HTML(f"<h4>{html.escape(title)}</h4>")] if title else []
         super().__init__(header + [widgets.HBox(list(self.controls.values())),
                                    widgets.HBox([self.button, self.status]), self.plot, self.table])
+        self.add_class("kdkit-panel")  # a stable hook for styling and for the browser tests
 
     def settings(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}

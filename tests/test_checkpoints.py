@@ -142,11 +142,8 @@ def test_default_folder_is_inside_the_cache(isolated_cache):
 
 
 def test_metrics_with_numpy_numbers_are_reused(tmp_path):
-    # KDKIT BUG (kdkit/checkpoints.py, load_or_train): metrics are saved as given, but read
-    # back with weights_only=True, which refuses numpy scalars (e.g. np.mean(accuracies)).
-    # The checkpoint then reads as "unreadable", is deleted and the model is retrained on
-    # every call, with a warning that blames a corrupt file. Either convert the metrics to
-    # plain Python numbers before saving or reject them with a clear error.
+    # weights_only loading refuses numpy scalars (e.g. np.mean(accuracies)): such metrics must
+    # be stored as plain numbers, or the checkpoint would read as corrupt and retrain each call.
     trainer = Trainer(metrics={"val_acc": np.float64(0.75)})
     try:
         load_or_train(CONFIG, build, trainer, folder=tmp_path)
@@ -225,6 +222,7 @@ def test_atomic_save_replaces_and_creates_folders(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["thing.pt"]
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on raw pickles
 def test_safe_load_missing_and_garbage_files(tmp_path):
     assert storage.safe_load(tmp_path / "missing.pt") is None
     garbage = tmp_path / "garbage.pt"
@@ -249,6 +247,7 @@ class _Sneaky:
         return (_record_execution, ("pickle payload",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's note on raw pickles
 def test_safe_load_refuses_to_run_code_hidden_in_a_pickle(tmp_path):
     path = tmp_path / "sneaky.pt"
     with open(path, "wb") as handle:

@@ -2,7 +2,6 @@
 subsets, and the torchvision loaders fed with small fake files in torchvision's format."""
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import struct
@@ -69,6 +68,10 @@ def test_fresh_generation_is_deterministic_cached_and_free_of_side_effects(
         mnist1d, isolated_cache, tmp_path, monkeypatch):
     """Generate from scratch in an empty cache, inside an empty working directory."""
     monkeypatch.chdir(tmp_path)
+    # Put numpy's RNG in a state of our own: the session's earlier generation may have left
+    # it exactly where a second generation would leave it again.
+    np.random.seed(2024)
+    np.random.random(3)
     numpy_state = np.random.get_state()
     torch_state = torch.get_rng_state()
     generated = data.load_mnist1d()
@@ -93,10 +96,7 @@ def test_fresh_generation_is_deterministic_cached_and_free_of_side_effects(
 
 
 def test_generation_does_not_reseed_pythons_random_module(isolated_cache):
-    # KDKIT BUG (kdkit/data.py, _generate_mnist1d): mnist1d's make_dataset calls
-    # mnist1d.utils.set_seed, which runs random.seed(seed) as well as np.random.seed(seed).
-    # kdkit saves and restores numpy's global state only, so loading MNIST-1D silently
-    # reseeds Python's `random` module. (Small data set: this tests the generator itself.)
+    # mnist1d's make_dataset reseeds Python's `random` as well as numpy's global generator.
     state = random.getstate()
     data._generate_mnist1d(num_samples=100, seed=3, train_split=0.8)
     assert random.getstate() == state, "generating MNIST-1D reseeded Python's random module"
@@ -401,9 +401,10 @@ def test_load_torchvision_rejects_bad_val_fraction(tmp_path):
         data.load_torchvision("mnist", root=tmp_path, download=False, val_fraction=0.0)
 
 
-def test_nothing_is_written_to_the_working_directory(tmp_path, monkeypatch):
+def test_transfer_sets_write_only_into_the_cache(tmp_path, isolated_cache, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "MNIST1D_TRANSFER_CHUNK", 100)
-    data.mnist1d_transfer_set(50)
+    data.mnist1d_transfer_set(150)
     assert list(tmp_path.iterdir()) == []
-    assert not os.path.exists(Path.home() / ".cache" / "kdkit" / "mnist1d_n100_seed1000000_split1.0.pt")
+    assert sorted(p.name for p in isolated_cache.iterdir()) == [
+        "mnist1d_n100_seed1000000_split1.0.pt", "mnist1d_n100_seed1000001_split1.0.pt"]

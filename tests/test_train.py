@@ -202,11 +202,8 @@ def test_bad_data_fails_before_training(toy):
 
 
 def test_unlabeled_examples_with_a_label_objective_fail_before_training(toy):
-    # KDKIT BUG (kdkit/train.py, _check_before_training): the objective is test-run on
-    # train.x[:2] only. When the first two examples are labelled but later ones are
-    # UNLABELED (-1), e.g. concat_splits(labelled, transfer set) trained with KD, the check
-    # passes and training crashes mid-epoch inside F.cross_entropy with torch's
-    # "IndexError: Target -1 is out of bounds", after the model has already been updated.
+    # The first two examples are labelled, later ones are UNLABELED (-1), as in
+    # concat_splits(labelled, transfer set): a label objective must fail before any update.
     teacher = student(seed=5)
     mixed = with_teacher_logits(teacher, concat_splits(toy.train, blobs(64, 7).unlabeled()))
     model = student()
@@ -217,9 +214,7 @@ def test_unlabeled_examples_with_a_label_objective_fail_before_training(toy):
 
 
 def test_an_unusable_validation_split_fails_before_training(toy):
-    # KDKIT BUG (kdkit/train.py, fit): `val` is never checked before training. With an
-    # all-unlabeled (or NaN) validation split, one full epoch is trained, then evaluate()
-    # raises ValueError and the partially trained model is left behind.
+    # An all-unlabeled validation split must be refused before the first epoch, not after it.
     model = student()
     initial = state_of(model)
     with pytest.raises(ValueError, match="label"):

@@ -15,8 +15,11 @@ from kdkit.experiments.runs import Comparison, RunResult, summarize
 from kdkit.objectives import CrossEntropy, Distillation
 from kdkit.train import Callback
 
-DEFAULT_T = 4.0
-DEFAULT_ALPHA = 0.5
+# Chosen by choose_on_validation(temperatures=(2, 4, 8, 16), alphas=(0.5, 0.75, 0.9),
+# seeds=(0, 1, 2, 3)): best mean validation accuracy 70.1% at T = 8, alpha = 0.9
+# (runner-up T = 4, alpha = 0.75 at 69.9%; the label-only student is near 65%).
+DEFAULT_T = 8.0
+DEFAULT_ALPHA = 0.9
 
 
 def student_run(data: DataSplits, *, T: float = DEFAULT_T, alpha: float = DEFAULT_ALPHA, seed: int = 0,
