@@ -97,13 +97,64 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *,
 
     ``alpha`` weights the distillation term (alpha = 0: labels only; alpha = 1: teacher
     only). Both terms are batch means; the KL is summed over classes ("batchmean").
+
+    The value equals ``(1 - alpha) * cross_entropy + alpha * distillation_kl``. Its gradient
+    is written out in closed form (:class:`_KDLoss`), which is the paper's equation 2, and
+    makes the training step several small autograd operations cheaper: the loss is the
+    one every KD run in the workbook trains with.
     """
     _check_pair(student_logits, teacher_logits)
     _check_student_and_labels(student_logits, labels)
     alpha = check_unit_interval("alpha", alpha)
-    hard = F.cross_entropy(student_logits, labels)
-    soft = distillation_kl(student_logits, teacher_logits, T=T)
-    return (1 - alpha) * hard + alpha * soft
+    T = check_positive("temperature T", T)
+    return _KDLoss.apply(student_logits, teacher_logits.detach(), labels, T, alpha)
+
+
+class _KDLoss(torch.autograd.Function):
+    """Hinton's KD loss with its gradient with respect to the student's logits given directly.
+
+    Per example, ``d/dz_s [CE(z_s, y)] = p_s - onehot(y)`` and (Hinton et al. 2015, eq. 2)
+    ``d/dz_s [T^2 KL(p_t^T || p_s^T)] = T (p_s^T - p_t^T)``; both are averaged over the batch.
+    The tests check values and gradients against plain autograd on the same formula.
+    """
+
+    # Few, fused tensor operations: on a small student each one costs about as much as the
+    # arithmetic it does, and this loss runs at every training step.
+    @staticmethod
+    def forward(ctx, student_logits, teacher_logits, labels, T: float, alpha: float):
+        batch = student_logits.shape[0]
+        log_p_student = _log_softmax_over_classes(student_logits)       # T = 1, for the CE term
+        log_p_student_T = _log_softmax_over_classes(student_logits / T)
+        log_p_teacher_T = _log_softmax_over_classes(teacher_logits / T)
+        hard = F.nll_loss(log_p_student, labels)                         # batch mean
+        kl_sum = F.kl_div(log_p_student_T, log_p_teacher_T, reduction="sum", log_target=True)
+        ctx.save_for_backward(log_p_student, log_p_student_T, log_p_teacher_T, labels)
+        ctx.T, ctx.alpha = T, alpha
+        return torch.add(hard * (1 - alpha), kl_sum, alpha=alpha * T * T / batch)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        log_p_student, log_p_student_T, log_p_teacher_T, labels = ctx.saved_tensors
+        T, alpha = ctx.T, ctx.alpha
+        batch = log_p_student.shape[0]
+        # (1 - alpha) (p_s - onehot(y)) + alpha T (p_s^T - p_t^T), then / B
+        grad = torch.sub(log_p_student_T.exp(), log_p_teacher_T.exp()).mul_(alpha * T)
+        grad.add_(log_p_student.exp(), alpha=1 - alpha)
+        grad.scatter_add_(1, labels[:, None], torch.full((batch, 1), alpha - 1, dtype=grad.dtype))
+        return grad.mul_(grad_output / batch).contiguous(), None, None, None, None
+
+
+def _log_softmax_over_classes(logits: Tensor) -> Tensor:
+    """``log_softmax(logits, dim=1)``, the same numbers, computed in the faster layout.
+
+    PyTorch's CPU kernel is slow along a short last dimension: for 128 examples and 10
+    classes it took ~15 us here, against ~4 us on the transposed view (and ~2.5 us for
+    16 classes). Below 16 classes the transposed view is used.
+    """
+    if logits.shape[1] < 16:
+        return F.log_softmax(logits.t(), dim=0).t()
+    return F.log_softmax(logits, dim=1)
 
 
 def logit_l2_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:

@@ -187,28 +187,30 @@ def _check_before_training(model, train: Split, val: Split | None, objective) ->
 
 def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator) -> dict:
     model.train()
+    # Shuffle the whole split once per epoch; the batches are then slices (views), which is
+    # cheaper than gathering x, y and the teacher's logits anew at every step.
     order = torch.randperm(len(train), generator=generator)
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.int64)
-    labeled = torch.zeros((), dtype=torch.int64)
+    x, y = train.x[order], train.y[order]
+    teacher = None if train.teacher_logits is None else train.teacher_logits[order]
+    step_losses, predictions = [], []  # kept as tensors: no Python sync per step
     with tensor_checks_done():
         for start in range(0, len(train), batch_size):
-            index = order[start:start + batch_size]
-            logits_cache = None if train.teacher_logits is None else train.teacher_logits[index]
-            batch = Batch(train.x[index], train.y[index], logits_cache)
+            rows = slice(start, start + batch_size)
+            batch = Batch(x[rows], y[rows], None if teacher is None else teacher[rows])
             logits = model(batch.x)
             loss = objective(logits, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            # Sums stay tensors: no Python sync per step.
-            loss_sum += loss.detach() * len(index)
-            known = batch.y != UNLABELED
-            correct += (logits.detach().argmax(dim=1) == batch.y)[known].sum()
-            labeled += known.sum()
+            step_losses.append(loss.detach())
+            predictions.append(logits.detach().argmax(dim=1))
+    step_sizes = torch.tensor([len(p) for p in predictions], dtype=torch.float32)
+    loss_sum = (torch.stack(step_losses) * step_sizes).sum()
     if not torch.isfinite(loss_sum):
         raise FloatingPointError("the training loss became NaN or inf; lower the learning rate")
-    accuracy = float(correct) / int(labeled) if int(labeled) else float("nan")
+    known = y != UNLABELED
+    correct = (torch.cat(predictions) == y)[known]
+    accuracy = float(correct.float().mean()) if len(correct) else float("nan")
     return {"train_loss": float(loss_sum) / len(train), "train_acc": accuracy}
 
 

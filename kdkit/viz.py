@@ -61,11 +61,13 @@ def plot_curves(histories: Mapping[str, History], *, metrics: Sequence[str] = ("
     """Metric vs epoch for several runs; ``reference`` runs are drawn faint, for comparison."""
     fig = new_figure()
     ax = fig.add_subplot()
+    styles = ("-", "--", ":")
     for label, history in (reference or {}).items():
-        ax.plot(history.series("epoch"), history.series(metrics[0]), color="0.6",
-                linewidth=1.5, label=f"{label} ({METRIC_LABELS.get(metrics[0], metrics[0])})")
+        for style, metric in zip(styles, metrics):  # the same line style as the runs' metric
+            ax.plot(history.series("epoch"), history.series(metric), style, color="0.6",
+                    linewidth=1.5, label=f"{label} ({METRIC_LABELS.get(metric, metric)})")
     for index, (label, history) in enumerate(histories.items()):
-        for style, metric in zip(("-", "--", ":"), metrics):
+        for style, metric in zip(styles, metrics):
             ax.plot(history.series("epoch"), history.series(metric), style, color=f"C{index}",
                     label=f"{label} ({METRIC_LABELS.get(metric, metric)})")
     ax.set_xlabel("epoch")

@@ -98,6 +98,16 @@ def test_kd_loss_gradient_matches_hinton_closed_form(rng, T, alpha):
     close(got, expected)
 
 
+@pytest.mark.parametrize("T, alpha", [(0.5, 0.3), (4.0, 0.9)])
+def test_kd_loss_hand_written_gradient_passes_gradcheck(rng, T, alpha):
+    """kd_loss's backward is written out by hand: compare it with finite differences,
+    also when the loss is scaled and when the logits come out of a layer."""
+    zs, zt, y = logits(rng, 6, 4, requires_grad=True), logits(rng, 6, 4), labels(rng, 6, 4)
+    assert torch.autograd.gradcheck(lambda z: 3.0 * losses.kd_loss(z, zt, y, T=T, alpha=alpha), (zs,))
+    layer = torch.nn.Linear(4, 4).to(DOUBLE)
+    assert torch.autograd.gradcheck(lambda z: losses.kd_loss(layer(z), zt, y, T=T, alpha=alpha), (zs,))
+
+
 def test_kd_loss_alpha_zero_is_cross_entropy(rng):
     zs, zt, y = logits(rng, B, K, requires_grad=True), logits(rng, B, K), labels(rng)
     got = losses.kd_loss(zs, zt, y, T=4.0, alpha=0.0)
