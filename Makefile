@@ -10,8 +10,11 @@ PY      = $(VENV)/bin/python
 
 .PHONY: lab test setup setup-test browser notebooks benchmark clean
 
+# JupyterLab refuses to start as root (e.g. in a container) unless told that is intended.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 test: setup-test browser
 	$(PY) -m pytest
