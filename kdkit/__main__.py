@@ -6,17 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
-def _reproduce_start_here(seeds: int) -> list[str]:
-    from kdkit.experiments import mnist1d, start_here
-
-    data = mnist1d.data_with_teacher()
-    return [start_here.kd_versus_labels(data, seeds=range(seeds)).report()]
-
-
-EXPERIMENTS = {"start_here": _reproduce_start_here}
+# Each module has ``reproduce(seeds) -> list[str]``: the notebook's claims, as report lines.
+EXPERIMENTS = {
+    "start_here": "kdkit.experiments.start_here",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.seeds < 2:
         parser.error("--seeds must be at least 2 to measure a spread")
-    for line in EXPERIMENTS[args.experiment](args.seeds):
+    module = importlib.import_module(EXPERIMENTS[args.experiment])
+    for line in module.reproduce(args.seeds):
         print(line)
     return 0
 

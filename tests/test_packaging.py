@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 import tomllib
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +80,16 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     assert "make lab" in readme
+
+
+def test_command_line_lists_experiments_that_can_be_reproduced(capsys):
+    import importlib
+
+    from kdkit.__main__ import EXPERIMENTS, main
+
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.split() == sorted(EXPERIMENTS)
+    for module_name in EXPERIMENTS.values():
+        assert callable(importlib.import_module(module_name).reproduce), module_name
+    with pytest.raises(SystemExit):
+        main(["reproduce", "start_here", "--seeds", "1"])   # one seed has no spread

@@ -46,3 +46,10 @@ def choose_on_validation(data: DataSplits, *, temperatures: Sequence[float] = (1
               for T in temperatures for a in alphas}
     best = max(scores, key=scores.get)
     return {"T": best[0], "alpha": best[1], "val_acc": scores[best], "scores": scores}
+
+
+def reproduce(seeds: int = 5) -> list[str]:
+    """The notebook's claim over ``seeds`` seeds, as report lines (``python -m kdkit``)."""
+    from kdkit.experiments import mnist1d
+
+    return [kd_versus_labels(mnist1d.data_with_teacher(), seeds=range(seeds)).report()]
