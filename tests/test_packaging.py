@@ -5,9 +5,9 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
