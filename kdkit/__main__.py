@@ -13,6 +13,8 @@ import sys
 # Each module has ``reproduce(seeds) -> list[str]``: the notebook's claims, as report lines.
 EXPERIMENTS = {
     "start_here": "kdkit.experiments.start_here",
+    "ba_caruana": "kdkit.experiments.ba_caruana",
+    "tfkd": "kdkit.experiments.tfkd",
 }
 
 
