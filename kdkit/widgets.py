@@ -8,6 +8,7 @@ slider tick; results are cached by their settings, so returning to a setting is 
 from __future__ import annotations
 
 import html
+import textwrap
 import time
 from typing import Callable, Mapping
 
@@ -55,7 +56,9 @@ class ExperimentPanel(widgets.VBox):
         self.table = widgets.HTML()
         self.button.on_click(lambda _button: self.run())
         header = [widgets.HTML(f"<h4>{html.escape(title)}</h4>")] if title else []
-        super().__init__(header + [widgets.HBox(list(self.controls.values())),
+        # Many knobs wrap onto several rows instead of running off the right edge.
+        controls_row = widgets.HBox(list(self.controls.values()), layout={"flex_flow": "row wrap"})
+        super().__init__(header + [controls_row,
                                    widgets.HBox([self.button, self.status]), self.plot, self.table])
         self.add_class("kdkit-panel")  # a stable hook for styling and for the browser tests
 
@@ -72,7 +75,7 @@ class ExperimentPanel(widgets.VBox):
         self.button.disabled = True
         self.status.value = "training..."
         started = time.perf_counter()
-        live = LivePlot(self.plot, label=_describe(settings), reference=self.reference)
+        live = self._live_plot(settings)
         try:
             result = self.run_function(**settings, callbacks=[live])
         except (ValueError, KeyError) as error:
@@ -91,11 +94,16 @@ class ExperimentPanel(widgets.VBox):
     def _show(self, key: tuple, *, note: str) -> None:
         result = self.results[key]
         if note.startswith("(cached"):
-            live = LivePlot(self.plot, label=_describe(dict(key)), reference=self.reference)
+            live = self._live_plot(dict(key))
             live.draw(result.history)
         self.status.value = (f"validation {100 * result.val_acc:.1f}%, test {100 * result.test_acc:.1f}% "
                              f"{html.escape(note)}")
         self.table.value = self._table_html(current=key)
+
+    def _live_plot(self, settings: dict) -> LivePlot:
+        # The settings go in the title, wrapped: as a legend label they would crowd out the axes.
+        return LivePlot(self.plot, label="this run", reference=self.reference,
+                        title=textwrap.fill(_describe(settings), width=70))
 
     def _table_html(self, *, current: tuple) -> str:
         names = list(self.controls)
