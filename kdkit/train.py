@@ -10,6 +10,7 @@ The teacher runs once, before training (:func:`with_teacher_logits`), not once p
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -212,6 +213,18 @@ def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator)
     correct = (torch.cat(predictions) == y)[known]
     accuracy = float(correct.float().mean()) if len(correct) else float("nan")
     return {"train_loss": float(loss_sum) / len(train), "train_acc": accuracy}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block on ``threads`` torch threads (None: leave torch's setting), then restore."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @torch.no_grad()

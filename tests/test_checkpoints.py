@@ -137,7 +137,7 @@ def test_default_folder_is_inside_the_cache(isolated_cache):
     trainer = Trainer()
     load_or_train(CONFIG, build, trainer)
     files = list((isolated_cache / "checkpoints").glob("*.pt"))
-    assert [f.name for f in files] == [f"toy-teacher-{config_key(CONFIG)}.pt"]
+    assert [f.name for f in files] == [checkpoint_path(CONFIG, folder=isolated_cache / "checkpoints").name]
     assert load_or_train(CONFIG, build, trainer).from_cache and trainer.calls == 1
 
 
@@ -184,10 +184,29 @@ def test_config_key_rejects_configs_that_are_not_json_like():
 
 
 def test_checkpoint_path_uses_the_name_and_the_key(tmp_path):
-    path = checkpoint_path({"name": "mnist1d/teacher", "seed": 0}, folder=tmp_path)
+    path = checkpoint_path({"name": "mnist1d/teacher", "seed": 0}, folder=tmp_path, threads=None)
     assert path.parent == tmp_path
     assert path.name == f"mnist1d_teacher-{config_key({'name': 'mnist1d/teacher', 'seed': 0})}.pt"
     assert checkpoint_path({"seed": 0}, folder=tmp_path).name.startswith("model-")
+
+
+def test_models_train_on_a_fixed_thread_count_that_is_part_of_the_key(tmp_path):
+    """A cached model must not depend on the thread count of the machine that trained it."""
+    seen = []
+
+    def train(model):
+        seen.append(torch.get_num_threads())
+        return {"val_acc": 0.5}
+
+    before = torch.get_num_threads()
+    load_or_train(CONFIG, build, train, folder=tmp_path, threads=2)
+    load_or_train(CONFIG, build, train, folder=tmp_path, threads=1)
+    load_or_train(CONFIG, build, train, folder=tmp_path, threads=1)   # cached: not trained again
+    assert seen == [2, 1]
+    assert torch.get_num_threads() == before
+    assert checkpoint_path(CONFIG, folder=tmp_path, threads=1) != checkpoint_path(CONFIG, folder=tmp_path, threads=2)
+    with pytest.raises(ValueError, match="threads"):
+        load_or_train(CONFIG, build, train, folder=tmp_path, threads=0)
 
 
 # --------------------------------------------------------------------------------------
