@@ -14,6 +14,7 @@ import sys
 EXPERIMENTS = {
     "start_here": "kdkit.experiments.start_here",
     "ba_caruana": "kdkit.experiments.ba_caruana",
+    "hinton": "kdkit.experiments.hinton",
     "tfkd": "kdkit.experiments.tfkd",
 }
 
