@@ -87,7 +87,7 @@ def test_parameter_count_formula_matches_the_model(d, h, k, c):
 
 def test_correct_mimic_loss_passes():
     feedback = exercises.check_logit_l2_loss(lambda s, t: 0.5 * (s - t.detach()).pow(2).sum(dim=1).mean())
-    assert feedback and str(feedback).startswith("Correct")
+    assert feedback and feedback.message.startswith("Correct")
 
 
 @pytest.mark.parametrize("candidate, words", [

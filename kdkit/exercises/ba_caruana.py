@@ -9,26 +9,14 @@ A checker returns a :class:`Feedback`: ``print(feedback)`` shows the message, an
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from kdkit import losses
+from kdkit.exercises.feedback import Feedback
 from kdkit.models import count_parameters, shallow_mlp
-
-
-@dataclass(frozen=True)
-class Feedback:
-    passed: bool
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __bool__(self) -> bool:
-        return self.passed
 
 
 def _random_logits(batch: int = 16, classes: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,13 +11,13 @@ answer: an exception inside the learner's function is reported as feedback too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from kdkit import losses
+from kdkit.exercises.feedback import Feedback, call_answer
 from kdkit.experiments.hinton import BIAS_GRID, choose_bias, class_accuracy, with_bias
 
 Tensor = torch.Tensor
@@ -26,41 +26,12 @@ Tensor = torch.Tensor
 _SETTINGS = ((1.0, 0.5), (4.0, 0.9), (20.0, 0.3))
 
 
-@dataclass(frozen=True)
-class Feedback:
-    """The checker's verdict: ``ok`` and a message that says what is right or off."""
-    ok: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __repr__(self) -> str:
-        return ("✅ " if self.ok else "❌ ") + self.message
-
-    def __str__(self) -> str:
-        return repr(self)
-
-
 def _inputs(seed: int = 0, batch: int = 16, classes: int = 10):
     generator = torch.Generator().manual_seed(seed)
     z_s = torch.randn(batch, classes, generator=generator, dtype=torch.float64)
     z_t = 3 * torch.randn(batch, classes, generator=generator, dtype=torch.float64)
     y = torch.randint(0, classes, (batch,), generator=generator)
     return z_s, z_t, y
-
-
-def _call(fn: Callable, *args):
-    """``fn(*args)``, or the Feedback that explains why it could not be used."""
-    try:
-        out = fn(*args)
-    except NotImplementedError:
-        return Feedback(False, "not answered yet: your function raises NotImplementedError")
-    except Exception as error:  # the learner's code: report, never crash the notebook
-        return Feedback(False, f"your function raised {error.__class__.__name__}: {error}")
-    if out is None:
-        return Feedback(False, "not answered yet: your function returned None")
-    return out
 
 
 def _close(a, b, rtol=1e-5, atol=1e-7) -> bool:
@@ -113,7 +84,7 @@ def check_kd_loss(my_kd_loss: Callable) -> Feedback:
         z_s, z_t, y = _inputs()
         z_s.requires_grad_(True)
         z_t.requires_grad_(True)
-        mine = _call(my_kd_loss, z_s, z_t, y, T, alpha)
+        mine = call_answer(my_kd_loss, z_s, z_t, y, T, alpha)
         if isinstance(mine, Feedback):
             return mine
         if not isinstance(mine, torch.Tensor) or mine.numel() != 1:
@@ -161,7 +132,7 @@ def check_soft_gradient(my_soft_gradient: Callable) -> Feedback:
     z_s, z_t, _ = _inputs(seed=1)
     B = z_s.shape[0]
     for T in (1.0, 4.0, 20.0):
-        mine = _call(my_soft_gradient, z_s.clone(), z_t.clone(), T)
+        mine = call_answer(my_soft_gradient, z_s.clone(), z_t.clone(), T)
         if isinstance(mine, Feedback):
             return mine
         if not isinstance(mine, torch.Tensor) or mine.shape != z_s.shape:
@@ -208,7 +179,7 @@ def check_choose_bias(my_choose_bias: Callable) -> Feedback:
     """
     for seed in (0, 1):
         logits, labels, cls = _bias_problem(seed)
-        mine = _call(my_choose_bias, logits.clone(), labels.clone(), cls, BIAS_GRID)
+        mine = call_answer(my_choose_bias, logits.clone(), labels.clone(), cls, BIAS_GRID)
         if isinstance(mine, Feedback):
             return mine
         try:

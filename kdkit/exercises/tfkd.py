@@ -12,13 +12,13 @@ inside the learner's function, is reported as feedback, never raised.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from kdkit import losses
+from kdkit.exercises.feedback import Feedback, call_answer
 
 Tensor = torch.Tensor
 
@@ -27,33 +27,10 @@ _VT_SETTINGS = ((10, 0.9, 20.0), (100, 0.99, 20.0), (5, 0.6, 2.0))
 _SMOOTHINGS = (0.1, 0.3)
 
 
-@dataclass(frozen=True)
-class Feedback:
-    """The checker's verdict: ``ok`` and a message that says what is right or off."""
-    ok: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __repr__(self) -> str:
-        return ("✅ " if self.ok else "❌ ") + self.message
-
-    def __str__(self) -> str:
-        return repr(self)
-
-
 def _call(fn: Callable, *args, **kwargs):
-    """``fn(...)``, or the Feedback that explains why it could not be used."""
-    try:
-        out = fn(*args, **kwargs)
-    except NotImplementedError:
-        return Feedback(False, "not answered yet: your function raises NotImplementedError")
-    except Exception as error:  # the learner's code: report, never crash the notebook
-        return Feedback(False, f"your function raised {error.__class__.__name__}: {error}")
-    if out is None:
-        return Feedback(False, "not answered yet: your function returned None")
-    if not isinstance(out, torch.Tensor):
+    """``fn(...)`` if it returns a tensor, else the Feedback that explains why not."""
+    out = call_answer(fn, *args, **kwargs)
+    if not isinstance(out, (torch.Tensor, Feedback)):
         return Feedback(False, f"your function must return a torch.Tensor, got {type(out).__name__}")
     return out
 
