@@ -8,7 +8,6 @@ cross-entropy on probabilities). The notebook prints the same list in its
 from __future__ import annotations
 
 import pytest
-import torch
 
 from kdkit.experiments import ba_caruana as bc
 from kdkit.storage import CACHE_ENV_VAR
@@ -23,19 +22,13 @@ NO_GAIN = "not reproduced (no gain)"
 def study(tmp_path_factory):
     """The three CNN teachers (trained once, in a private cache), the transfer set and all runs.
 
-    One torch thread: on a shared 2-core machine two threads per process made this module
-    10x slower (threads waiting for each other), and these small models gain little from two.
+    On one torch thread, like the notebook (tests/conftest.py sets it for the whole session).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(CACHE_ENV_VAR, str(tmp_path_factory.mktemp("claims-cache")))
-            study = bc.build_study()
-            study.verdicts = dict(bc.all_verdicts(study))  # trains every run of the notebook once
-            return study
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV_VAR, str(tmp_path_factory.mktemp("claims-cache")))
+        study = bc.build_study()
+        study.verdicts = dict(bc.all_verdicts(study))  # trains every run of the notebook once
+        return study
 
 
 def _verdict(study, prefix: str) -> str:

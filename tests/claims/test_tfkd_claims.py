@@ -2,12 +2,11 @@
 
 Each test asserts the verdict the notebook prints (reproduced or not), whichever way it
 goes: where the paper's effect does not appear at this scale, the test says so too. Like the
-notebook, the runs use one torch thread (the numbers, and so the verdicts, depend on it).
+notebook, the runs use one torch thread (tests/conftest.py): the numbers depend on it.
 """
 from __future__ import annotations
 
 import pytest
-import torch
 
 from kdkit.experiments import tfkd
 from kdkit.storage import CACHE_ENV_VAR
@@ -17,24 +16,13 @@ pytestmark = pytest.mark.claims
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """The teacher snapshots and label-trained copies, trained once in a private cache."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(CACHE_ENV_VAR, str(tmp_path_factory.mktemp("claims-cache")))
-            built = tfkd.build_lab()
-        yield built
-    finally:
-        torch.set_num_threads(previous)
+    """The teacher snapshots and label-trained copies, trained once in a private cache.
 
-
-@pytest.fixture(autouse=True)
-def one_thread(lab):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    On one torch thread, like the notebook (tests/conftest.py sets it for the whole session).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV_VAR, str(tmp_path_factory.mktemp("claims-cache")))
+        return tfkd.build_lab()
 
 
 def test_snapshots_span_chance_to_fully_trained(lab):
