@@ -23,12 +23,23 @@ STUDENT_RECIPE = {"model": "mlp", "hidden": (100, 100),
                   "epochs": 60, "lr": 1e-2, "batch_size": 128, "schedule": "constant"}
 
 
+TRAINING_KEYS = ("model", "epochs", "lr", "batch_size", "schedule")  # the rest of a recipe shapes the model
+
+
 def teacher(data: DataSplits | None = None, *, seed: int = 0, **recipe_changes) -> checkpoints.Checkpoint:
     """The CNN teacher for ``seed``, loaded from the cache or trained once (~3 s)."""
     data = data if data is not None else load_mnist1d()
-    recipe = {**TEACHER_RECIPE, **recipe_changes}
-    config = {"name": f"{data.name}-teacher", "data": repr(data), "seed": seed, **recipe}
-    model_options = {k: recipe[k] for k in ("channels", "kernel_size")}
+    return trained_on_labels(data, {**TEACHER_RECIPE, **recipe_changes}, name="teacher", seed=seed)
+
+
+def trained_on_labels(data: DataSplits, recipe: dict, *, name: str, seed: int) -> checkpoints.Checkpoint:
+    """A network trained on labels with ``recipe``, loaded from the cache or trained once.
+
+    Stored under ``name`` with the whole recipe in its key; its metrics are the validation
+    accuracy of the last epoch and the test accuracy.
+    """
+    config = {"name": f"{data.name}-{name}", "data": repr(data), "seed": seed, **recipe}
+    model_options = {k: v for k, v in recipe.items() if k not in TRAINING_KEYS}
 
     def build():
         return build_model(recipe["model"], data.input_shape, data.num_classes, seed=seed, **model_options)

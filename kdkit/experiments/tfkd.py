@@ -28,7 +28,7 @@ from torch import nn
 
 from kdkit import checkpoints
 from kdkit.data import DataSplits, load_mnist1d
-from kdkit.experiments.mnist1d import STUDENT_RECIPE, TEACHER_RECIPE, train_student
+from kdkit.experiments.mnist1d import STUDENT_RECIPE, TEACHER_RECIPE, train_student, trained_on_labels
 from kdkit.experiments.runs import Comparison, RunResult, Summary, summarize
 from kdkit.models import build_model
 from kdkit.objectives import CrossEntropy, Distillation, LabelSmoothing, VirtualTeacher
@@ -181,20 +181,7 @@ def trained_copy(data: DataSplits, student: str, *,
     copy of the same architecture.
     """
     check_choice("student", student, STUDENTS)
-    recipe = STUDENTS[student]
-    config = {"name": f"{data.name}-{student}-copy", "data": repr(data), "seed": seed, **recipe}
-    options = ({"hidden": tuple(recipe["hidden"])} if student == "mlp" else
-               {"channels": recipe["channels"], "kernel_size": recipe["kernel_size"]})
-
-    def build():
-        return build_model(recipe["model"], data.input_shape, data.num_classes, seed=seed, **options)
-
-    def train(model):
-        history = fit(model, data.train, data.val, epochs=recipe["epochs"], lr=recipe["lr"],
-                      batch_size=recipe["batch_size"], schedule=recipe["schedule"], seed=seed)
-        return {"val_acc": history.last["val_acc"], "test_acc": evaluate(model, data.test)["acc"]}
-
-    return checkpoints.load_or_train(config, build, train)
+    return trained_on_labels(data, STUDENTS[student], name=f"{student}-copy", seed=seed)
 
 
 @dataclass
