@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from kdkit import losses
-from kdkit.validation import (check_choice, check_positive, check_temperature, check_unit_interval,
-                              lookup)
+from kdkit.validation import (check_choice, check_non_negative, check_positive, check_temperature,
+                              check_unit_interval, lookup)
 
 Tensor = torch.Tensor
 
@@ -179,7 +179,7 @@ class MultiTeacher:
                                             alpha=self.alpha, weights=self.weights)
 
 
-UPDATE_ORDERS = ("simultaneous", "sequential")
+UPDATE_ORDERS = ("simultaneous", "sequential", "alternating")
 
 
 @dataclass(frozen=True)
@@ -187,9 +187,10 @@ class MutualLearning:
     """Deep Mutual Learning (Zhang et al. 2018): a cohort of peers that teach each other.
 
     The model is a :class:`kdkit.models.Cohort`. Each peer k trains on
-    ``CE(z_k, y) + 1/(n-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)`` with the other peers'
-    predictions detached (:func:`kdkit.losses.mutual_learning_loss`, ``target`` "pairwise"
-    for DML, "ensemble" for DML_e).
+    ``CE(z_k, y) + weight/(n-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)`` with the other peers'
+    predictions detached (:func:`kdkit.losses.mutual_learning_loss`: ``target`` "pairwise"
+    for DML, "ensemble" / "ensemble_logits" for a target made of the other peers averaged;
+    ``peer_average`` "sum" for the official code's plain sum over peers).
 
     ``order`` is when the peers move:
 
@@ -198,24 +199,36 @@ class MutualLearning:
     * ``"sequential"``: the paper's Algorithm 1. Peer 1 is updated first; the cohort is run
       again and peer 2 learns from the *updated* peer 1, and so on, all on the same batch.
       That is one forward pass of the whole cohort per peer and one update per peer.
+    * ``"alternating"``: the official TensorFlow code, where each peer's update is a separate
+      call that draws a *fresh* mini-batch and sees the peers already updated. Here the batch
+      is cut into n equal parts and peer k updates on part k alone; so give ``fit`` n times
+      the batch size (each peer then steps on batches of the usual size) and n times the
+      epochs (each peer then makes as many updates as in the other orders).
     """
     T: float = 1.0
     target: str = "pairwise"
     order: str = "simultaneous"
+    weight: float = 1.0
+    peer_average: str = "mean"
 
     def __post_init__(self):
         check_temperature(self.T)
         check_choice("target", self.target, losses.PEER_TARGETS)
         check_choice("order", self.order, UPDATE_ORDERS)
+        check_non_negative("weight", self.weight)
+        check_choice("peer_average", self.peer_average, losses.PEER_AVERAGES)
 
     def peer_loss(self, logits: Mapping[str, Tensor], name: str, y: Tensor) -> Tensor:
         """Peer ``name``'s loss, given the whole cohort's logits (a dict name -> (B, K))."""
         if len(logits) < 2:
             raise ValueError(f"mutual learning needs a cohort of at least 2 peers, got {len(logits)}")
         others = [z for other, z in logits.items() if other != name]
-        return losses.mutual_learning_loss(logits[name], others, y, T=self.T, target=self.target)
+        return losses.mutual_learning_loss(logits[name], others, y, T=self.T, target=self.target,
+                                           weight=self.weight, peer_average=self.peer_average)
 
     def step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        if self.order == "alternating":
+            return self._alternating_step(model, batch, update)
         logits = model(batch.x)                                        # name -> (B, K)
         names = list(logits)
         if self.order == "simultaneous":
@@ -228,6 +241,24 @@ class MutualLearning:
                 logits = model(batch.x)                                # the others see it moved
             per_peer[name], seen[name] = self.peer_loss(logits, name, batch.y), logits[name].detach()
             update(per_peer[name])                                     # moves this peer only
+        loss = torch.stack([value.detach() for value in per_peer.values()]).sum()
+        return StepOutput(loss, seen, _named("loss", per_peer), updated=True)
+
+    def _alternating_step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        names = list(model.peers) if hasattr(model, "peers") else None
+        count = len(names) if names else 0
+        if count < 2:
+            raise ValueError("mutual learning needs a kdkit.models.Cohort of at least 2 peers")
+        if len(batch.x) < count:
+            raise ValueError(f"the alternating order cuts each batch into {count} parts: "
+                             f"a batch of {len(batch.x)} is too small")
+        per_peer, parts = {}, []
+        for name, rows in zip(names, torch.arange(len(batch.x)).tensor_split(count)):
+            logits = model(batch.x[rows])                              # the peers as they are now
+            per_peer[name] = self.peer_loss(logits, name, batch.y[rows])
+            update(per_peer[name])                                     # moves this peer only
+            parts.append({n: z.detach() for n, z in logits.items()})
+        seen = {n: torch.cat([part[n] for part in parts]) for n in names}  # the whole batch, per peer
         loss = torch.stack([value.detach() for value in per_peer.values()]).sum()
         return StepOutput(loss, seen, _named("loss", per_peer), updated=True)
 

@@ -581,7 +581,7 @@ def test_unknown_modes_are_key_errors_listing_the_choices(rng):
     zs, zt, y = _good(rng)
     with pytest.raises(KeyError, match="mode.*code, paper"):
         losses.tfkd_reg_loss(zs, y, mode="official")
-    with pytest.raises(KeyError, match="target.*ensemble, pairwise"):
+    with pytest.raises(KeyError, match="target.*ensemble, ensemble_logits, pairwise"):
         losses.mutual_learning_loss(zs, [zt], y, target="mean")
 
 

@@ -20,16 +20,17 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from kdkit.validation import (check_choice, check_labels, check_logits, check_positive,
-                              check_probabilities, check_same_shape, check_temperature,
-                              check_unit_interval)
+from kdkit.validation import (check_choice, check_labels, check_logits, check_non_negative,
+                              check_positive, check_probabilities, check_same_shape,
+                              check_temperature, check_unit_interval)
 
 Tensor = torch.Tensor
 
 __all__ = ["soft_targets", "cross_entropy", "distillation_kl", "kl_to_target", "soft_cross_entropy",
            "kd_loss", "logit_l2_loss", "centred_logit_mse", "label_smoothing_loss",
            "virtual_teacher_probs", "tfkd_reg_loss", "mutual_learning_loss",
-           "averaged_soft_targets", "multi_teacher_kd_loss", "TFKD_MODES", "PEER_TARGETS"]
+           "averaged_soft_targets", "multi_teacher_kd_loss", "TFKD_MODES", "PEER_TARGETS",
+           "PEER_AVERAGES"]
 
 
 # --------------------------------------------------------------------------------------
@@ -271,20 +272,30 @@ def tfkd_reg_loss(student_logits: Tensor, labels: Tensor, *, T: float = 20.0,
     return (1 - alpha) * hard + alpha * soft
 
 
-PEER_TARGETS = ("pairwise", "ensemble")
+PEER_TARGETS = ("pairwise", "ensemble", "ensemble_logits")
+PEER_AVERAGES = ("mean", "sum")
 
 
 def mutual_learning_loss(student_logits: Tensor, peer_logits: Sequence[Tensor], labels: Tensor,
-                         *, T: float = 1.0, target: str = "pairwise") -> Tensor:
+                         *, T: float = 1.0, target: str = "pairwise", weight: float = 1.0,
+                         peer_average: str = "mean") -> Tensor:
     """Zhang et al. (2018), Deep Mutual Learning: the loss of one peer in a cohort.
 
-    ``target="pairwise"`` (DML): ``L_k = CE(z_k, y) + 1/(n-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)``.
-    ``target="ensemble"`` (DML_e): ``L_k = CE(z_k, y) + T^2 KL(mean_{l != k} p_l^T || p_k^T)``.
+    ``target="pairwise"`` (DML): ``L_k = CE(z_k, y) + w/(n-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)``.
+    ``target="ensemble"``: ``L_k = CE(z_k, y) + w T^2 KL(mean_{l != k} p_l^T || p_k^T)``, the
+    other peers' *probabilities* averaged. It has exactly the gradient of "pairwise": the two
+    losses differ by the peers' generalised Jensen-Shannon divergence, a constant for peer k.
+    ``target="ensemble_logits"``: ``... KL(softmax(mean_{l != k} z_l / T) || p_k^T)``, the
+    other peers' *logits* averaged, a sharper target: a genuinely different method.
+
     ``peer_logits`` are the *other* peers' logits; they are detached. The paper uses T = 1
-    and weights the two terms equally (no alpha).
+    and weights the two terms equally (``weight`` = 1, no alpha). ``peer_average="sum"`` drops
+    the paper's 1/(n-1), as the official TensorFlow code does (equal for two peers).
     """
     _check_student_and_labels(student_logits, labels)
     check_choice("target", target, PEER_TARGETS)
+    check_choice("peer_average", peer_average, PEER_AVERAGES)
+    weight = check_non_negative("weight", weight)
     if len(peer_logits) == 0:
         raise ValueError("peer_logits must hold the logits of at least one other peer")
     for j, z in enumerate(peer_logits):
@@ -293,9 +304,14 @@ def mutual_learning_loss(student_logits: Tensor, peer_logits: Sequence[Tensor], 
     hard = F.cross_entropy(student_logits, labels)
     if target == "pairwise":
         mimicry = sum(distillation_kl(student_logits, z, T=T) for z in peer_logits) / len(peer_logits)
-    else:
+    elif target == "ensemble":
         mimicry = kl_to_target(student_logits, averaged_soft_targets(peer_logits, T=T), T=T)
-    return hard + mimicry
+    else:
+        mean_logits = torch.stack([z.detach() for z in peer_logits]).mean(dim=0)
+        mimicry = distillation_kl(student_logits, mean_logits, T=T)
+    if peer_average == "sum":
+        mimicry = mimicry * len(peer_logits)
+    return hard + weight * mimicry
 
 
 def averaged_soft_targets(teacher_logits: Sequence[Tensor], *, T: float = 1.0,
