@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from kdkit.storage import atomic_save, cache_dir, exclusive, safe_load
+from kdkit.storage import atomic_save, cache_dir, exclusive, refuse_to_compute, safe_load
 from kdkit.train import torch_threads
 from kdkit.validation import check_positive_int
 
@@ -64,6 +64,7 @@ def load_or_train(config: dict, build: Callable[[], nn.Module],
     loaded = _load(path, config, build)
     if loaded is not None:
         return loaded
+    refuse_to_compute(path)
     with exclusive(path):  # another kernel may be training the same model: wait, then read it
         loaded = _load(path, config, build, warn=False)
         if loaded is not None:
@@ -74,12 +75,26 @@ def load_or_train(config: dict, build: Callable[[], nn.Module],
         if not isinstance(metrics, dict):
             raise ValueError(f"train(model) must return a dict of metrics (e.g. {{'val_acc': 0.9}}), "
                              f"got {type(metrics).__name__}")
-        model.eval()
-        state = model.state_dict()
-        atomic_save({"format": CHECKPOINT_FORMAT, "config_json": canonical_json(config),
-                     "state_dict": state, "checksum": state_checksum(state),
-                     "metrics": _plain_numbers(metrics)}, path)
+        _save(path, config, model, metrics)
     return Checkpoint(model, _plain_numbers(metrics), from_cache=False)
+
+
+def save_trained(config: dict, model: nn.Module, metrics: dict, *, folder: Path | None = None) -> None:
+    """Keep a model that was trained elsewhere (e.g. inside a cached run) under ``config``,
+    exactly as :func:`load_or_train` would have (call that with ``threads=None`` and the same
+    ``config`` to load it). ``config`` must describe how the model was trained, thread count
+    included."""
+    path = checkpoint_path(config, folder=folder, threads=None)
+    with exclusive(path):
+        _save(path, config, model, metrics)
+
+
+def _save(path: Path, config: dict, model: nn.Module, metrics: dict) -> None:
+    model.eval()
+    state = model.state_dict()
+    atomic_save({"format": CHECKPOINT_FORMAT, "config_json": canonical_json(config),
+                 "state_dict": state, "checksum": state_checksum(state),
+                 "metrics": _plain_numbers(metrics)}, path)
 
 
 def _load(path: Path, config: dict, build, *, warn: bool = True) -> Checkpoint | None:

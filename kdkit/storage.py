@@ -8,6 +8,7 @@ code hidden in a pickle; a file that cannot be read is reported and treated as m
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import getpass
 import os
 import tempfile
@@ -129,3 +130,28 @@ def safe_load(path: Path):
                       "it will be rebuilt", RuntimeWarning, stacklevel=2)
         path.unlink(missing_ok=True)
         return None
+
+
+class NotComputedYet(LookupError):
+    """Raised instead of computing, inside :func:`lookup_only`: the result is not on disk."""
+
+
+_LOOKUP_ONLY = contextvars.ContextVar("kdkit_lookup_only", default=False)
+
+
+@contextlib.contextmanager
+def lookup_only() -> Iterator[None]:
+    """Inside the block, a cached result or checkpoint that is missing raises
+    :class:`NotComputedYet` instead of being computed: a quick way to learn which runs
+    of a list still need computing (see :mod:`kdkit.experiments.parallel`)."""
+    token = _LOOKUP_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOOKUP_ONLY.reset(token)
+
+
+def refuse_to_compute(path: Path) -> None:
+    """Raise :class:`NotComputedYet` for ``path`` when inside :func:`lookup_only`."""
+    if _LOOKUP_ONLY.get():
+        raise NotComputedYet(str(path))

@@ -28,7 +28,7 @@ import torch
 from kdkit import checkpoints
 from kdkit.data import DataSplits, Split
 from kdkit.experiments.runs import RunResult
-from kdkit.storage import atomic_save, cache_dir, exclusive, safe_load
+from kdkit.storage import atomic_save, cache_dir, exclusive, refuse_to_compute, safe_load
 from kdkit.train import History
 
 RESULTS_FORMAT = 1  # bump when the stored layout changes
@@ -86,6 +86,7 @@ def cached(config: dict, compute: Callable[[], object]):
     saved = safe_load(path)
     if isinstance(saved, dict) and saved.get("key") == text:
         return saved["result"]
+    refuse_to_compute(path)
     with exclusive(path):  # another kernel may be computing the same result: wait, then read it
         saved = safe_load(path)
         if isinstance(saved, dict) and saved.get("key") == text:
@@ -105,7 +106,8 @@ def _as_plain(result: RunResult) -> dict:
     return {"config": _plain(result.config), "records": _plain(result.history.records),
             "interrupted": result.history.interrupted, "val_acc": float(result.val_acc),
             "test_acc": float(result.test_acc), "seconds": float(result.seconds),
-            "test_acc_per_output": {k: float(v) for k, v in result.test_acc_per_output.items()}}
+            "test_acc_per_output": {k: float(v) for k, v in result.test_acc_per_output.items()},
+            "test_metrics": {k: float(v) for k, v in result.test_metrics.items()}}
 
 
 def _plain(value):
@@ -126,4 +128,5 @@ def _as_run(stored: dict) -> RunResult:
     return RunResult(config=dict(stored["config"]),
                      history=History([dict(r) for r in stored["records"]], stored["interrupted"]),
                      val_acc=stored["val_acc"], test_acc=stored["test_acc"], seconds=stored["seconds"],
-                     test_acc_per_output=dict(stored["test_acc_per_output"]))
+                     test_acc_per_output=dict(stored["test_acc_per_output"]),
+                     test_metrics=dict(stored.get("test_metrics", {})))

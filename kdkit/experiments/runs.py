@@ -52,7 +52,8 @@ class RunResult:
 
     For a model with several outputs (peers, exits), ``val_acc``/``test_acc`` are the
     headline (see :func:`kdkit.train.main_value`) and ``test_acc_per_output`` holds each
-    output's test accuracy by name.
+    output's test accuracy by name. ``test_metrics`` holds any other measurement on the test
+    split (e.g. ``entropy/peer1``, a peer's mean predictive entropy).
     """
     config: dict
     history: History
@@ -60,6 +61,7 @@ class RunResult:
     test_acc: float
     seconds: float
     test_acc_per_output: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
