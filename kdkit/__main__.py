@@ -18,6 +18,7 @@ EXPERIMENTS = {
     "ba_caruana": "kdkit.experiments.ba_caruana",
     "hinton": "kdkit.experiments.hinton",
     "tfkd": "kdkit.experiments.tfkd",
+    "dml": "kdkit.experiments.dml",
 }
 
 

@@ -4,9 +4,12 @@ multiple-choice answer about a plot."""
 from __future__ import annotations
 
 import html
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping
+
+import torch
 
 from kdkit.experiments.runs import Comparison
 
@@ -108,3 +111,29 @@ def check_choice(answer: str, choices: Mapping[str, str], right: str, why: str,
     if answer == right:
         return Feedback(True, f"({right}) is right. {why}")
     return Feedback(False, f"not ({answer}): {hints[answer]}")
+
+
+def solution_text(number: int, code: Mapping[int, tuple[Callable, str]], reasoning: Mapping[int, str], *,
+                  notebook: str) -> str:
+    """An exercise's solution: the source of its solution function, renamed to the name the
+    notebook's exercise cell uses (``code[number] = (function, name)``), or the reasoning text."""
+    if number in code:
+        function, name = code[number]
+        return inspect.getsource(function).replace(function.__name__, name)
+    if number in reasoning:
+        return reasoning[number]
+    raise KeyError(f"{notebook} has exercises {sorted(code) + sorted(reasoning)}, not {number!r}")
+
+
+def tensor_answer(fn: Callable, *args, **kwargs):
+    """``fn(...)`` if it returns a tensor, else the Feedback that explains why not."""
+    out = call_answer(fn, *args, **kwargs)
+    if not isinstance(out, (torch.Tensor, Feedback)):
+        return Feedback(False, f"your function must return a torch.Tensor, got {type(out).__name__}")
+    return out
+
+
+def tensors_close(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """Same shape and equal within tolerance, compared in float64."""
+    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))

@@ -18,7 +18,6 @@ inside the learner's function, is reported as feedback, never raised.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Callable
 
@@ -26,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from kdkit import losses
-from kdkit.exercises.feedback import (PREDICTIONS, Feedback, call_answer, check_prediction_against,
-                                      measured_outcome)
+from kdkit.exercises.feedback import (PREDICTIONS, Feedback, check_prediction_against,
+                                      measured_outcome, solution_text, tensor_answer, tensors_close)
 from kdkit.experiments.runs import Comparison
 
 Tensor = torch.Tensor
@@ -37,17 +36,11 @@ _VT_SETTINGS = ((10, 0.9, 20.0), (100, 0.99, 20.0), (5, 0.6, 2.0))
 _SMOOTHINGS = (0.1, 0.3)
 
 
-def _call(fn: Callable, *args, **kwargs):
-    """``fn(...)`` if it returns a tensor, else the Feedback that explains why not."""
-    out = call_answer(fn, *args, **kwargs)
-    if not isinstance(out, (torch.Tensor, Feedback)):
-        return Feedback(False, f"your function must return a torch.Tensor, got {type(out).__name__}")
-    return out
+_call = tensor_answer  # the learner's function called safely: a tensor, or Feedback saying why not
 
 
 def _close(a: Tensor, b: Tensor, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
-    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+    return tensors_close(a, b, rtol=rtol, atol=atol)
 
 
 def _labels(batch: int, classes: int, seed: int = 0) -> Tensor:
@@ -231,9 +224,4 @@ _ANSWERS = {
 
 def solution(number: int) -> str:
     """The instructor's solution to exercise ``number``: source code for a function, or text."""
-    if number in _SOLUTIONS:
-        function, name = _SOLUTIONS[number]
-        return inspect.getsource(function).replace(function.__name__, name)
-    if number in _ANSWERS:
-        return _ANSWERS[number]
-    raise KeyError(f"notebook 03 has exercises {sorted(_SOLUTIONS) + sorted(_ANSWERS)}, not {number!r}")
+    return solution_text(number, _SOLUTIONS, _ANSWERS, notebook="notebook 03")
