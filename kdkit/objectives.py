@@ -40,11 +40,14 @@ NO_EXTRAS: Mapping[str, Tensor] = MappingProxyType({})
 
 
 class Batch(NamedTuple):
-    """One mini-batch: inputs, labels (``-1`` where unknown), cached teacher outputs."""
+    """One mini-batch: inputs, labels (``-1`` where unknown), cached teacher outputs, and
+    ``step``, the index of this update step in the run (0, 1, ...), for methods that take
+    turns (Deep Mutual Learning's alternating order)."""
     x: Tensor
     y: Tensor
     teacher_logits: Tensor | None
     extras: Mapping[str, Tensor] = NO_EXTRAS
+    step: int = 0
 
 
 class StepOutput(NamedTuple):
@@ -200,10 +203,10 @@ class MutualLearning:
       again and peer 2 learns from the *updated* peer 1, and so on, all on the same batch.
       That is one forward pass of the whole cohort per peer and one update per peer.
     * ``"alternating"``: the official TensorFlow code, where each peer's update is a separate
-      call that draws a *fresh* mini-batch and sees the peers already updated. Here the batch
-      is cut into n equal parts and peer k updates on part k alone; so give ``fit`` n times
-      the batch size (each peer then steps on batches of the usual size) and n times the
-      epochs (each peer then makes as many updates as in the other orders).
+      call that draws a *fresh* mini-batch and sees the peers already updated. Here the peers
+      take turns: at step ``i`` only peer ``i mod n`` moves, on that whole batch, against the
+      others as they are. Give ``fit`` n times the epochs: each peer then makes exactly as many
+      updates, on batches of the same size, as in the other orders.
     """
     T: float = 1.0
     target: str = "pairwise"
@@ -245,22 +248,16 @@ class MutualLearning:
         return StepOutput(loss, seen, _named("loss", per_peer), updated=True)
 
     def _alternating_step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
-        names = list(model.peers) if hasattr(model, "peers") else None
-        count = len(names) if names else 0
-        if count < 2:
-            raise ValueError("mutual learning needs a kdkit.models.Cohort of at least 2 peers")
-        if len(batch.x) < count:
-            raise ValueError(f"the alternating order cuts each batch into {count} parts: "
-                             f"a batch of {len(batch.x)} is too small")
-        per_peer, parts = {}, []
-        for name, rows in zip(names, torch.arange(len(batch.x)).tensor_split(count)):
-            logits = model(batch.x[rows])                              # the peers as they are now
-            per_peer[name] = self.peer_loss(logits, name, batch.y[rows])
-            update(per_peer[name])                                     # moves this peer only
-            parts.append({n: z.detach() for n, z in logits.items()})
-        seen = {n: torch.cat([part[n] for part in parts]) for n in names}  # the whole batch, per peer
-        loss = torch.stack([value.detach() for value in per_peer.values()]).sum()
-        return StepOutput(loss, seen, _named("loss", per_peer), updated=True)
+        logits = model(batch.x)                                        # the peers as they are now
+        names = list(logits)
+        mover = names[batch.step % len(names)]                         # whose turn it is
+        loss = self.peer_loss(logits, mover, batch.y)
+        update(loss)                                                   # moves this peer only
+        with torch.no_grad():                                          # the others' losses, reported
+            per_peer = {name: loss.detach() if name == mover else self.peer_loss(logits, name, batch.y)
+                        for name in names}
+        seen = {name: z.detach() for name, z in logits.items()}
+        return StepOutput(loss.detach(), seen, _named("loss", per_peer), updated=True)
 
 
 class FeatureHint(nn.Module):

@@ -198,7 +198,7 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
                 started = time.perf_counter()
                 record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
                 _train_mode(model, method)
-                record.update(_train_one_epoch(model, train, objective, opt, batch_size, generator))
+                record.update(_train_one_epoch(model, train, objective, opt, batch_size, generator, epoch))
                 scheduler.step()
                 if val is not None:
                     record.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
@@ -342,13 +342,13 @@ def _probe_step(model: nn.Module, method, batch: Batch) -> None:
         raise ValueError(f"{method!r}.step must return a scalar loss tensor")
 
 
-def _batch(split: Split, rows) -> Batch:
+def _batch(split: Split, rows, step: int = 0) -> Batch:
     teacher = None if split.teacher_logits is None else split.teacher_logits[rows]
     extras = {k: v[rows] for k, v in split.extras.items()} if split.extras else NO_EXTRAS
-    return Batch(split.x[rows], split.y[rows], teacher, extras)
+    return Batch(split.x[rows], split.y[rows], teacher, extras, step)
 
 
-def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator) -> dict:
+def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator, epoch: int = 1) -> dict:
     # Shuffle the whole split once per epoch; the batches are then slices (views), which is
     # cheaper than gathering x, y and the teacher's outputs anew at every step.
     shuffled = train.subset(torch.randperm(len(train), generator=generator))
@@ -362,8 +362,10 @@ def _train_one_epoch(model, train: Split, objective, opt, batch_size, generator)
 
     with tensor_checks_done():
         if is_training_step(objective):
-            for start in range(0, len(train), batch_size):
-                out = objective.step(model, _batch(shuffled, slice(start, start + batch_size)), update)
+            steps_per_epoch = -(-len(train) // batch_size)
+            for number, start in enumerate(range(0, len(train), batch_size)):
+                batch = _batch(shuffled, slice(start, start + batch_size), (epoch - 1) * steps_per_epoch + number)
+                out = objective.step(model, batch, update)
                 if not out.updated:
                     update(out.loss)
                 step_losses.append(out.loss.detach())

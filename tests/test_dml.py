@@ -90,34 +90,48 @@ def _pair(data: DataSplits) -> Cohort:
     return Cohort([dml.build_peer("mlp", data, dml.peer_init_seed(0, k)) for k in (1, 2)])
 
 
-def test_alternating_order_moves_peer_1_on_its_half_then_peer_2_on_the_other_half(small):
-    """One step of fit with order="alternating" against the official code's loop written out:
-    peer 1 steps on the first half of the batch, then peer 2 on the second half, learning
-    from the peer 1 that has just moved."""
+def test_alternating_order_lets_the_peers_take_turns_one_batch_each(small):
+    """Two epochs of fit with order="alternating" against the official code's loop written out:
+    peer 1 steps on batch 1, then peer 2 on batch 2 against the peer 1 that has just moved,
+    and so on; the batches are fit's (one shuffle per epoch from the seed's generator)."""
     train = small.train.subset(torch.arange(64))
     cohort = _pair(small)
     manual = copy.deepcopy(cohort)
-    fit(cohort, train, objective=objectives.MutualLearning(order="alternating"), epochs=1,
-        batch_size=64, lr=1e-2)
+    fit(cohort, train, objective=objectives.MutualLearning(order="alternating"), epochs=2,
+        batch_size=32, lr=1e-2)
 
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    x, y = train.x[order], train.y[order]
+    generator = torch.Generator().manual_seed(0)
     optimisers = {n: torch.optim.Adam(p.parameters(), lr=1e-2) for n, p in manual.peers.items()}
     manual.train()
-    for (name, other), rows in zip((("peer1", "peer2"), ("peer2", "peer1")), (slice(0, 32), slice(32, 64))):
-        logits = manual(x[rows])
-        loss = losses.mutual_learning_loss(logits[name], [logits[other]], y[rows])
-        optimisers[name].zero_grad()
-        loss.backward()
-        optimisers[name].step()
+    step = 0
+    for _epoch in range(2):
+        order = torch.randperm(len(train), generator=generator)
+        for rows in (order[:32], order[32:]):
+            name, other = ("peer1", "peer2") if step % 2 == 0 else ("peer2", "peer1")
+            logits = manual(train.x[rows])
+            loss = losses.mutual_learning_loss(logits[name], [logits[other]], train.y[rows])
+            optimisers[name].zero_grad()
+            loss.backward()
+            optimisers[name].step()
+            step += 1
     for p, q in zip(cohort.parameters(), manual.parameters()):
         torch.testing.assert_close(p, q)
 
 
-def test_alternating_order_needs_a_batch_it_can_cut(small):
-    with pytest.raises(ValueError, match="too small"):
-        objectives.MutualLearning(order="alternating").step(
-            _pair(small), objectives.Batch(small.train.x[:1], small.train.y[:1], None), lambda loss: None)
+def test_alternating_order_with_n_times_the_epochs_gives_each_peer_as_many_updates(small, mnist1d):
+    """349 examples, batch 128: 3 steps an epoch, the last one partial. Simultaneous for 4 epochs
+    and alternating for 8 must give each peer 12 gradient steps."""
+    train = mnist1d.train.subset(torch.arange(349))
+    steps = {}
+    for order, epochs in (("simultaneous", 4), ("alternating", 8)):
+        cohort = _pair(small)
+        counted = {name: 0 for name in cohort.peers}
+        for name, peer in cohort.peers.items():
+            peer.net[1].weight.register_hook(lambda grad, name=name: counted.__setitem__(name, counted[name] + 1))
+        fit(cohort, train, objective=objectives.MutualLearning(order=order), epochs=epochs, batch_size=128, lr=1e-2)
+        steps[order] = counted
+    expected = 4 * -(-len(train) // 128)
+    assert steps["simultaneous"] == steps["alternating"] == {"peer1": expected, "peer2": expected}
 
 
 # ------------------------------------------------------------------------------------------

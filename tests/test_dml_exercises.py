@@ -352,7 +352,7 @@ def comparison(differences, claim="a DML peer beats its independent twin") -> Co
 def test_prediction_checker_follows_the_measured_interval(outcome):
     measured = comparison(OUTCOMES[outcome])
     feedback = ex.check_prediction(outcome, measured)
-    assert feedback and "independent twin" in feedback.message and "n = 5" in feedback.message
+    assert feedback and "paper's T = 1, weight 1 against their twins" in feedback.message and "n = 5" in feedback.message
     for wrong in (p for p in PREDICTIONS if p != outcome):
         assert not ex.check_prediction(wrong, measured)
     assert "one of" in ex.check_prediction("maybe", measured).message
