@@ -26,6 +26,7 @@ the last-epoch *test* accuracy on the disjoint :data:`REPORTING_SEEDS`, paired b
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -35,6 +36,7 @@ from torch import nn
 
 from kdkit import checkpoints
 from kdkit.data import DataSplits, load_mnist1d
+from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import STUDENT_RECIPE, TEACHER_RECIPE, train_student, trained_on_labels
 from kdkit.experiments.result_cache import cached_run
 from kdkit.experiments.runs import Comparison, RunResult, Summary, summarize
@@ -794,6 +796,19 @@ def claims(lab: Lab, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[str, Com
             "C3.4c": reg_versus_kd(lab, seeds=seeds),
             "untrained > trained": untrained_versus_trained(lab, seeds=seeds),
             "KD > LSR (CNN)": kd_versus_lsr(lab, student="cnn", seeds=seeds)}
+
+
+NOTEBOOK_ARMS = ("labels", "Re-KD", "KD@0", "KD@1", "KD@40", "self", "reg-paper", "LSR")
+"""The CNN arms that the notebook's claims and teacher-quality curve read."""
+
+
+def compute_notebook_runs(lab: Lab, *, seeds: Sequence[int] = REPORTING_SEEDS, workers: int | None = None) -> int:
+    """Train the notebook's runs that are not cached yet, one worker process per core
+    (:mod:`kdkit.experiments.parallel`), handed out one (arm, seed) at a time so that both
+    cores stay busy to the end. Returns how many runs were trained."""
+    calls = [functools.partial(method_run, lab, seed=seed, **arm(lab, name))
+             for name in NOTEBOOK_ARMS for seed in _check_seeds(seeds)]
+    return parallel.compute_missing(calls, workers=workers)
 
 
 def extra_claims(lab: Lab, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[str, Comparison]:
