@@ -33,7 +33,8 @@ from torch import nn
 
 from kdkit import losses
 from kdkit.exercises.feedback import (Feedback, call_answer, check_choice, check_prediction_against,
-                                      measured_outcome, solution_text, tensor_answer, tensors_close)
+                                      gradient_problem, measured_outcome, solution_text, tensor_answer,
+                                      tensors_close)
 from kdkit.experiments.runs import Comparison
 
 Tensor = torch.Tensor
@@ -133,7 +134,8 @@ def check_peer_loss(fn: Callable[[Tensor, Sequence[Tensor], Tensor], Tensor]) ->
         with_peers = f"with {count} other peer{'s' if count > 1 else ''}"
         if not _close(out, expected):
             return _diagnose_peer_loss(out, expected, z_self, z_peers, y, with_peers)
-        problem = _peer_gradient_problem(out, expected, z_self, z_peers)
+        problem = gradient_problem(out, expected, z_self, list(z_peers), learner_name="z_self",
+                                   leak=_peer_leak, close=_close)
         if problem is not None:
             return problem
     return Feedback(True, "right: CE(z_k, y) + the mean over the other peers of KL(p_l || p_k), equal to "
@@ -156,23 +158,9 @@ def _diagnose_peer_loss(out, expected, z_self, z_peers, y, with_peers: str) -> F
                            "with CE(z_self, y) + mean over l of KL(softmax(z_l) || softmax(z_self)).")
 
 
-def _peer_gradient_problem(out: Tensor, expected: Tensor, z_self: Tensor,
-                           z_peers: Sequence[Tensor]) -> Feedback | None:
-    """None when the gradient reaches z_self as kdkit's does and never the other peers."""
-    if not out.requires_grad:
-        return Feedback(False, "the value is right but your loss has no gradient: do not detach z_self "
-                               "(or call .item()) inside the loss")
-    grads = torch.autograd.grad(out, [z_self, *z_peers], allow_unused=True)
-    for j, grad in enumerate(grads[1:]):
-        if grad is not None and bool(grad.abs().max() > 0):
-            return Feedback(False, f"the value is right, but gradient leaks into peer {j} (z_peers[{j}]); "
-                                   "detach the peer's prediction: it is a target for this peer, and the "
-                                   "other peer is trained by its own loss")
-    reference = torch.autograd.grad(expected, z_self)[0]
-    if grads[0] is None or not _close(grads[0], reference):
-        return Feedback(False, "the value is right but the gradient w.r.t. z_self is not: is part of "
-                               "the loss computed from a detached copy of z_self?")
-    return None
+def _peer_leak(j: int) -> str:
+    return (f"gradient leaks into peer {j} (z_peers[{j}]); detach the peer's prediction: it is a "
+            "target for this peer, and the other peer is trained by its own loss")
 
 
 # --------------------------------------------------------------------------------------

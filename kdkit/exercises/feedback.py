@@ -1,6 +1,7 @@
-"""What every checker returns, how it calls the learner's code safely, and the two verdicts
-every notebook shares: a prediction judged against a measured comparison, and a
-multiple-choice answer about a plot."""
+"""What every checker returns, how it calls the learner's code safely, how it checks that a
+learner's loss sends its gradient to the right tensor, and the two verdicts every notebook
+shares: a prediction judged against a measured comparison, and a multiple-choice answer
+about a plot."""
 from __future__ import annotations
 
 import html
@@ -137,3 +138,24 @@ def tensors_close(a: torch.Tensor, b: torch.Tensor, *, rtol: float = 1e-5, atol:
     """Same shape and equal within tolerance, compared in float64."""
     a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def gradient_problem(mine: torch.Tensor, reference: torch.Tensor, learner: torch.Tensor,
+                     targets: list[torch.Tensor], *, learner_name: str, leak: Callable[[int], str],
+                     close: Callable[[torch.Tensor, torch.Tensor], bool] = tensors_close) -> Feedback | None:
+    """None when the learner's loss ``mine`` (whose value is already right) sends the gradient
+    of ``reference`` to ``learner`` (called ``learner_name`` in the exercise) and none to the
+    ``targets`` (a teacher's or a peer's logits: constants for this loss); else what is off.
+    ``leak(j)`` says why target ``j`` must get no gradient."""
+    if not mine.requires_grad:
+        return Feedback(False, f"the value is right but your loss has no gradient: do not detach "
+                               f"{learner_name} (or call .item()) inside the loss")
+    grads = torch.autograd.grad(mine, [learner, *targets], allow_unused=True)
+    for j, grad in enumerate(grads[1:]):
+        if grad is not None and bool(grad.abs().max() > 0):
+            return Feedback(False, f"the value is right, but {leak(j)}")
+    expected = torch.autograd.grad(reference, learner)[0]
+    if grads[0] is None or not close(grads[0], expected):
+        return Feedback(False, f"the value is right but the gradient w.r.t. {learner_name} is not: "
+                               f"is part of the loss computed from a detached copy of {learner_name}?")
+    return None

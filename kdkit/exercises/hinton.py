@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from kdkit import losses
 from kdkit.data import DataSplits
 from kdkit.exercises.feedback import (Feedback, call_answer, check_choice, check_prediction_against,
-                                      measured_outcome)
+                                      gradient_problem, measured_outcome)
 from kdkit.experiments.hinton import (BIAS_GRID, REPORTING_SEEDS, OmittedClass, choose_bias, class_accuracy,
                                       student_run, with_bias)
 from kdkit.experiments.runs import Comparison, summarize
@@ -118,9 +118,10 @@ def check_kd_loss(my_kd_loss: Callable) -> Feedback:
             cross_entropy_form = True
         elif not _close(value, reference.detach()):
             return _diagnose_kd_value(value, reference.detach(), z_s.detach(), z_t.detach(), y, T, alpha)
-        gradient_problem = _kd_gradient_problem(mine, reference, z_s, z_t)
-        if gradient_problem is not None:
-            return gradient_problem
+        problem = gradient_problem(mine, reference, z_s, [z_t], learner_name="z_s", close=_close, leak=lambda _: (
+            "gradient flows into the teacher's logits: use z_t.detach() (the teacher is frozen)"))
+        if problem is not None:
+            return problem
     if cross_entropy_form:
         return Feedback(True, "your loss trains exactly like kdkit.losses.kd_loss: the same gradient at every "
                               "T and alpha, and the teacher receives none. Its value is larger by "
@@ -141,22 +142,6 @@ def _diagnose_kd_value(value, reference, z_s, z_t, y, T, alpha) -> Feedback:
     return Feedback(False, f"at T={T:g}, alpha={alpha:g} your loss is {float(value):.5f}, "
                            f"kdkit's is {float(reference):.5f}. Compare term by term with "
                            "(1 - alpha) CE(z_s, y) + alpha T² KL(softmax(z_t/T) || softmax(z_s/T)).")
-
-
-def _kd_gradient_problem(mine: Tensor, reference: Tensor, z_s: Tensor, z_t: Tensor) -> Feedback | None:
-    """None when the gradient reaches the student as kdkit's does and never the teacher."""
-    if not mine.requires_grad:
-        return Feedback(False, "your loss has no gradient: do not detach the student's logits "
-                               "(or call .item()) inside the loss")
-    grads = torch.autograd.grad(mine, [z_s, z_t], allow_unused=True)
-    if grads[1] is not None and bool(grads[1].abs().max() > 0):
-        return Feedback(False, "the value is right, but gradient flows into the teacher's logits: "
-                               "use z_t.detach() (the teacher is frozen)")
-    ref_grad = torch.autograd.grad(reference, z_s)[0]
-    if grads[0] is None or not _close(grads[0], ref_grad):
-        return Feedback(False, "the value is right but the gradient w.r.t. z_s is not: "
-                               "is part of the loss computed from a detached copy?")
-    return None
 
 
 # --------------------------------------------------------------------------------------
