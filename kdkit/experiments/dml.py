@@ -11,7 +11,7 @@ A claim's per-seed number is the mean over the cohort's peers of ``peer - twin``
 
 **Two regimes.** DML is a regulariser: it should matter where the peers over-fit. So every
 claim is tested on the full training set (3,501 examples) *and* on a scarce one (10% of it,
-350 examples, drawn per seed, class-stratified). Each regime has its own recipe, chosen on
+349 examples, drawn per seed, class-stratified). Each regime has its own recipe, chosen on
 validation for the label-only network (the baseline DML must beat): :data:`RECIPES`.
 
 **Tuning.** The paper's loss has no knob (T = 1, weight 1). kdkit's also has the mimicry
@@ -222,7 +222,7 @@ def cheapest_good_recipe(scored: list[tuple[dict, Summary]], *, tolerance: float
 
 
 # --------------------------------------------------------------------------------------
-# Offline KD from a pre-trained peer (the paper's Table 4 comparison)
+# Offline KD from a trained peer of the same size
 # --------------------------------------------------------------------------------------
 
 def trained_twin(data: DataSplits, arch: str, *, seed: int, k: int, regime: str) -> nn.Module:
@@ -242,7 +242,7 @@ def trained_twin(data: DataSplits, arch: str, *, seed: int, k: int, regime: str)
 def offline_kd_run(data: DataSplits, arch: str = "mlp", *, seed: int, regime: str = "full",
                    T: float = 1.0, alpha: float = 0.5) -> RunResult:
     """Peer 1's network (same weights, batches and recipe) distilled offline from the trained
-    twin of peer 2: what DML is compared with in the paper's Table 4."""
+    twin of peer 2 (C4.4)."""
     teacher = trained_twin(data, arch, seed=seed, k=2, regime=regime)
     return single_run(with_teacher_logits(teacher, data), arch, seed=seed, regime=regime,
                       objective=Distillation(T=T, alpha=alpha))
@@ -333,18 +333,29 @@ def tuned_method(arch: str, regime: str, **options) -> MutualLearning:
     return dml_method(TUNED.get(("dml", arch, regime), PAPER_SETTING), **options)
 
 
+def _peer_names(peers: Sequence[str], names: Sequence[str] | None) -> list[str]:
+    return list(names) if names else [f"peer{k}" for k in range(1, len(peers) + 1)]
+
+
+def _cohorts(data, peers, regime, seeds, method, names=None) -> Summary:
+    """The cohort's test accuracy per seed, averaged over the peers ``names`` (default all)."""
+    recipe, names = recipe_for(peers, regime), _peer_names(peers, names)
+    return Summary(tuple(_mean_over_peers(cohort_run(data, peers, seed=s, regime=regime, method=method,
+                                                     recipe=recipe), peers=names) for s in seeds), tuple(seeds))
+
+
+def _twins(data, peers, regime, seeds, names=None) -> Summary:
+    """The twins of the peers ``names`` (default all): test accuracy per seed, averaged."""
+    recipe, names = recipe_for(peers, regime), _peer_names(peers, names)
+    ks = [int(name[len("peer"):]) for name in names]
+    return Summary(tuple(sum(single_run(data, peers[k - 1], seed=s, regime=regime, recipe=recipe,
+                                        init_seed=peer_init_seed(s, k)).test_acc for k in ks) / len(ks)
+                         for s in seeds), tuple(seeds))
+
+
 def _cohort_summaries(data, peers, regime, seeds, method, names=None) -> tuple[Summary, Summary]:
     """(peers, twins) test accuracy per seed, averaged over the peers ``names`` (default all)."""
-    recipe = recipe_for(peers, regime)
-    names = names or [f"peer{k}" for k in range(1, len(peers) + 1)]
-    cohort, twins = [], []
-    for s in seeds:
-        result = cohort_run(data, peers, seed=s, regime=regime, method=method, recipe=recipe)
-        cohort.append(_mean_over_peers(result, peers=names))
-        twins.append(sum(single_run(data, peers[int(n[4:]) - 1], seed=s, regime=regime, recipe=recipe,
-                                    init_seed=peer_init_seed(s, int(n[4:]))).test_acc
-                         for n in names) / len(names))
-    return Summary(tuple(cohort), tuple(seeds)), Summary(tuple(twins), tuple(seeds))
+    return _cohorts(data, peers, regime, seeds, method, names), _twins(data, peers, regime, seeds, names)
 
 
 def peers_versus_twins(data: DataSplits, arch: str = "mlp", *, regime: str = "full",
@@ -380,10 +391,6 @@ def cohort_size_trend(data: DataSplits, arch: str = "mlp", *, regime: str = "sca
         values.append(Summary(tuple(p - t for p, t in zip(peers.values, twins.values)), tuple(seeds)))
     return Trend(f"gain of peers 1-2 over their twins vs cohort size ({arch.upper()}s, {regime} data)",
                  tuple(float(k) for k in sizes), tuple(values), log_x=False)
-
-
-def _cohorts(data, peers, regime, seeds, method, names=None) -> Summary:
-    return _cohort_summaries(data, peers, regime, seeds, method, names)[0]
 
 
 def pairwise_versus_ensemble(data: DataSplits, arch: str = "mlp", *, regime: str = "scarce", size: int = 3,

@@ -1,9 +1,10 @@
 """Notebook 04's claims (Zhang et al. 2018, Deep Mutual Learning), re-run with the notebook's
 functions, settings and seeds.
 
-The runs are computed in the notebooks' cache (the ``notebook_cache`` fixture) by the same
-call as the notebook's (``dml.compute_claims``, which trains the missing runs in one worker
-process per core), so that the notebook under nbval reads them instead of training them again.
+The runs are computed in the notebooks' cache (the ``notebook_cache`` fixture) as the notebook's
+``dml.compute_claims`` does (the runs of ``dml.claim_calls`` in one worker process per core),
+so that the notebook under nbval reads them instead of training them again; the claims are
+then read in lookup-only mode, so a run that ``claim_calls`` forgot fails here.
 
 Each test asserts the verdict category on the reporting seeds 100-104 under the paired rule of
 :mod:`kdkit.experiments.runs` (every setting chosen on validation with the tuning seeds:
@@ -18,8 +19,8 @@ import pytest
 
 from kdkit.data import load_mnist1d
 from kdkit.exercises import dml as exercises
-from kdkit.experiments import dml
-from kdkit.storage import CACHE_ENV_VAR
+from kdkit.experiments import dml, parallel
+from kdkit.storage import CACHE_ENV_VAR, lookup_only
 
 pytestmark = pytest.mark.claims
 
@@ -47,7 +48,10 @@ PAPER_SETTING_EXPECTED = "inconclusive"   # -3.1 [-6.9, +0.7]; 200-204: +1.0 [-2
 def verdicts(notebook_cache):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV_VAR, notebook_cache)
-        return dml.compute_claims(load_mnist1d())
+        data = load_mnist1d()
+        parallel.compute_missing(dml.claim_calls(data))   # as dml.compute_claims does, on every core
+        with lookup_only():                                # ... which must have trained every run read
+            return dml.claims(data)
 
 
 @pytest.fixture(scope="module")
