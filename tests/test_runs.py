@@ -73,3 +73,12 @@ def test_a_trend_is_decided_on_per_seed_slopes():
     assert Trend("more data helps", xs, flat).verdict == "inconclusive"
     assert Trend("falls", xs, rising, expected_sign=-1).verdict == "contradicted"
     assert "per doubling" in trend.report()
+
+
+def test_within_one_step_allows_a_verdict_to_move_to_its_neighbour_never_across():
+    from kdkit.experiments.runs import within_one_step
+
+    assert within_one_step("reproduced", "reproduced")
+    assert within_one_step("inconclusive", "reproduced") and within_one_step("contradicted", "inconclusive")
+    assert not within_one_step("contradicted", "reproduced")
+    assert within_one_step("lower", "no clear difference") and not within_one_step("lower", "higher")

@@ -123,6 +123,23 @@ class Interval:
         return f"{scale * self.mean:+.1f} [{scale * self.low:+.1f}, {scale * self.high:+.1f}]"
 
 
+# A verdict or an outcome as a step on one scale: against the paper / no clear difference / for it.
+_STEPS = {"contradicted": -1, "lower": -1, "inconclusive": 0, "no clear difference": 0,
+          "reproduced": +1, "higher": +1}
+
+
+def within_one_step(measured: str, expected: str) -> bool:
+    """True when ``measured`` is ``expected``, or one step from it: reproduced and contradicted
+    (or "higher" and "lower") are each one step from inconclusive and two from each other.
+
+    What may change on another machine. The runs are bitwise repeatable on one machine, but
+    another CPU (another instruction set, another path through the maths library) adds the
+    same numbers in another order; training then drifts apart, and a claim whose interval
+    starts near 0 can move one step. Two steps would mean the effect itself is not there.
+    """
+    return abs(_STEPS[measured] - _STEPS[expected]) <= 1
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Does ``treatment`` beat ``control`` on the same seeds (e.g. KD student vs labels)?
