@@ -34,7 +34,8 @@ from kdkit.data import DataSplits, Split, load_mnist1d, stratified_fraction
 from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import STUDENT_RECIPE
 from kdkit.experiments.result_cache import cached_run
-from kdkit.experiments.runs import Comparison, RunResult, Summary, Trend
+from kdkit.experiments.runs import (Comparison, RunResult, Summary, Trend, claims_on_two_seed_sets,
+                                    stated_verdict)
 from kdkit.experiments.tfkd import CNN_STUDENT_RECIPE
 from kdkit.models import Cohort, build_model
 from kdkit.objectives import CrossEntropy, Distillation, MutualLearning
@@ -563,11 +564,9 @@ well fall on the other side: not stated either."""
 
 def headline_verdict(key: str, comparison: Comparison | Trend) -> str:
     """The reporting seeds' category if it is robust (:data:`ROBUST_CLAIMS`), else
-    "inconclusive" and why."""
-    if comparison.verdict == "inconclusive" or key in ROBUST_CLAIMS:
-        return comparison.verdict
-    why = ON_THE_EDGE.get(key, f"not on {CHECK_SEEDS[0]}-{CHECK_SEEDS[-1]}")
-    return f"inconclusive ({comparison.verdict} on seeds {REPORTING_SEEDS[0]}-{REPORTING_SEEDS[-1]}, {why})"
+    "inconclusive" and why (:func:`kdkit.experiments.runs.stated_verdict`)."""
+    return stated_verdict(key, comparison, robust=ROBUST_CLAIMS, on_the_edge=ON_THE_EDGE,
+                          reporting=REPORTING_SEEDS, check=CHECK_SEEDS)
 
 
 def difference_text(comparison: Comparison | Trend) -> str:
@@ -618,9 +617,5 @@ def reproduce(seeds: int = len(REPORTING_SEEDS)) -> list[str]:
             f"{', '.join(f'{k} {v:g}' for k, v in settings.items())}: {100 * score:.1f}%" for settings, score in scored))
         if scored[0][0] != TUNED[(what, arch, regime)]:
             lines.append(f"    NOTE: differs from TUNED = {TUNED[(what, arch, regime)]}")
-    for label, start in (("reporting", REPORTING_SEEDS[0]), ("check", CHECK_SEEDS[0])):
-        chosen = tuple(range(start, start + seeds))
-        lines.append(f"Claims on the {label} seeds {chosen[0]}-{chosen[-1]} (test, last epoch):")
-        verdicts = compute_claims(data, seeds=chosen)
-        lines += ["  " + row for row in verdict_table(verdicts).splitlines()]
-    return lines
+    return lines + claims_on_two_seed_sets(functools.partial(compute_claims, data), verdict_table,
+                                           reporting=REPORTING_SEEDS, check=CHECK_SEEDS, seeds=seeds)

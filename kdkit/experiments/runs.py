@@ -240,3 +240,27 @@ class Trend:
         means = ", ".join(f"{x:g}: {100 * v.mean:.1f}%" for x, v in zip(self.xs, self.values))
         return (f"{self.claim}: {means}; slope {self.slope.points()} points {unit} "
                 f"(95% CI, Student t, n = {self.slope.n}) -> {self.verdict}")
+
+
+def stated_verdict(key: str, comparison: Comparison | Trend, *, robust: Sequence[str],
+                   on_the_edge: dict[str, str], reporting: Sequence[int], check: Sequence[int]) -> str:
+    """The verdict a notebook states for claim ``key``: its category on the ``reporting`` seeds
+    if that category also held, clearly, on the ``check`` seeds (``key`` in ``robust``), else
+    "inconclusive" with the reason (``on_the_edge[key]``, or "not on <check seeds>")."""
+    if comparison.verdict == "inconclusive" or key in robust:
+        return comparison.verdict
+    why = on_the_edge.get(key, f"not on {check[0]}-{check[-1]}")
+    return f"inconclusive ({comparison.verdict} on seeds {reporting[0]}-{reporting[-1]}, {why})"
+
+
+def claims_on_two_seed_sets(compute_claims, verdict_table, *, reporting: Sequence[int], check: Sequence[int],
+                            seeds: int) -> list[str]:
+    """Report lines of every claim on ``seeds`` reporting seeds and ``seeds`` check seeds
+    (``compute_claims(seeds=...)`` -> verdicts, ``verdict_table(verdicts)`` -> text), for a
+    notebook's ``reproduce``."""
+    lines = []
+    for label, start in (("reporting", reporting[0]), ("check", check[0])):
+        chosen = tuple(range(start, start + seeds))
+        lines.append(f"Claims on the {label} seeds {chosen[0]}-{chosen[-1]} (test, last epoch):")
+        lines += ["  " + row for row in verdict_table(compute_claims(seeds=chosen)).splitlines()]
+    return lines
