@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "hinton": "kdkit.experiments.hinton",
     "tfkd": "kdkit.experiments.tfkd",
     "dml": "kdkit.experiments.dml",
+    "byot": "kdkit.experiments.byot",
 }
 
 

@@ -52,16 +52,22 @@ def count_multiply_adds(model: nn.Module, input_shape: Sequence[int]) -> int:
     student has *more* parameters than the CNN teacher but needs ~5x fewer multiply-adds,
     because a convolution reuses each weight at every position.
     """
-    total = 0
+    return sum(multiply_adds_by_layer(model, input_shape).values())
+
+
+def multiply_adds_by_layer(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Module, int]:
+    """Multiply-adds per example of each linear and convolution layer that one forward pass
+    of ``model`` runs (see :func:`count_multiply_adds`), keyed by the layer."""
+    counts: dict[nn.Module, int] = {}
 
     def count(module, _inputs, output):
-        nonlocal total
         positions = output[0].numel() // output.shape[1]              # per example
         if isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features * positions
+            macs = module.in_features * module.out_features * positions
         else:                                                          # Conv1d / Conv2d
             per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-            total += per_output * module.out_channels * positions
+            macs = per_output * module.out_channels * positions
+        counts[module] = counts.get(module, 0) + macs
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     handles = [m.register_forward_hook(count) for m in layers]
@@ -74,7 +80,7 @@ def count_multiply_adds(model: nn.Module, input_shape: Sequence[int]) -> int:
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    return total
+    return counts
 
 
 def weight_fingerprint(model: nn.Module) -> str:
@@ -379,7 +385,7 @@ class MultiExit(nn.Module):
     def forward_with_features(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The exits' logits and the backbone's features (for a feature hint between exits)."""
         logits, features = self.backbone.forward_with_features(x)
-        outputs = {name: head(_pooled(features[name])) for name, head in self.exits.items()}
+        outputs = {name: head(pool_to_vector(features[name])) for name, head in self.exits.items()}
         outputs["final"] = logits
         return outputs, features
 
@@ -391,9 +397,25 @@ class MultiExit(nn.Module):
         costs = {name: sum(p.numel() for p in head.parameters()) for name, head in self.exits.items()}
         return {**costs, "final": 0}
 
+    def exit_multiply_adds(self, input_shape: Sequence[int]) -> dict[str, int]:
+        """Multiply-adds per example to reach each exit's answer, shallowest first: the
+        backbone's stages up to the exit's feature *and* the exit itself (what an early exit
+        really costs); ``final`` is the whole backbone."""
+        by_layer = multiply_adds_by_layer(self, input_shape)
 
-def _pooled(feature: Tensor) -> Tensor:
-    """A feature as one vector per example: maps are averaged over positions, vectors kept."""
+        def cost(module: nn.Module) -> int:
+            return sum(by_layer.get(layer, 0) for layer in module.modules())
+
+        up_to, running = {}, 0
+        for name, stage in self.backbone.stage_modules().items():     # in forward order
+            running += cost(stage)
+            up_to[name] = running
+        costs = {name: up_to[name] + cost(head) for name, head in self.exits.items()}
+        return {**costs, "final": running}
+
+
+def pool_to_vector(feature: Tensor) -> Tensor:
+    """A feature as one vector per example: maps are averaged over positions (B, C), vectors kept."""
     return feature.flatten(2).mean(dim=2) if feature.dim() > 2 else feature
 
 

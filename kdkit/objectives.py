@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from kdkit import losses
+from kdkit.models import pool_to_vector
 from kdkit.validation import (check_choice, check_non_negative, check_positive, check_temperature,
                               check_unit_interval, lookup)
 
@@ -291,6 +292,88 @@ class FeatureHint(nn.Module):
     def extra_repr(self) -> str:
         return (f"student_feature={self.student_feature!r}, teacher_feature={self.teacher_feature!r}, "
                 f"beta={self.beta:g}")
+
+
+class SelfDistillation(nn.Module):
+    """Be Your Own Teacher (Zhang et al., ICCV 2019): a multi-exit network whose deepest exit
+    teaches its shallow exits, in one training run, with no separate teacher.
+
+    The model is a :class:`kdkit.models.MultiExit` network; its deepest output ``final``
+    (logits ``z_C``, and ``f_C``, the pooled feature its classifier reads) teaches every
+    shallow exit ``i`` (logits ``z_i``, pooled feature ``f_i``):
+
+    ``L = CE(z_C, y) + sum_i [(1 - alpha) CE(z_i, y) + alpha T^2 KL(p_C^T || p_i^T) + beta ||r_i(f_i) - f_C||^2]``
+
+    with ``z_C`` and ``f_C`` detached (the teacher is not pulled towards its students) and
+    ``||.||^2`` the mean squared error through ``r_i``, a linear regressor owned by this
+    method (trained with the model). The three terms can be switched off one by one:
+
+    * ``deep_supervision=False``: the shallow exits' cross-entropy reaches only their own
+      linear heads (they are read-out probes of a backbone trained as usual), not the backbone.
+      With ``alpha = beta = 0`` that is the plain network, with its exits measured for free.
+    * ``alpha = 0``: no distillation from the deepest exit. ``beta = 0``: no feature hint
+      (and no regressors).
+
+    The two public codes differ (``t_squared``, ``scale_final``): the ICCV reimplementation
+    scales the soft term by ``T^2`` and the deepest exit's cross-entropy by ``1 - alpha``;
+    the authors' later code does neither. Defaults: ``T^2`` on (as in Hinton's KD, so
+    ``alpha`` means the same at every T), deepest exit weighted 1.
+    """
+
+    def __init__(self, model: nn.Module, *, alpha: float = 0.3, T: float = 3.0, beta: float = 0.0,
+                 deep_supervision: bool = True, t_squared: bool = True, scale_final: bool = False,
+                 seed: int = 0):
+        super().__init__()
+        exits = getattr(model, "exits", None)
+        if not isinstance(exits, nn.ModuleDict) or getattr(model, "main_output", None) != "final":
+            raise ValueError(f"self-distillation needs a kdkit.models.MultiExit network, got {type(model).__name__}")
+        self.alpha = check_unit_interval("alpha", alpha)
+        self.T = check_temperature(T)
+        self.beta = check_non_negative("beta", beta)
+        self.deep_supervision, self.t_squared, self.scale_final = bool(deep_supervision), bool(t_squared), bool(scale_final)
+        self.regressors = nn.ModuleDict()
+        if self.beta > 0:
+            deepest = model.backbone.classifier.in_features
+            with torch.random.fork_rng(devices=[]):                # the model's weights stay as drawn
+                torch.manual_seed(seed)
+                for name, head in exits.items():
+                    self.regressors[name] = nn.Linear(head.in_features, deepest)
+
+    def step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        outputs, features = model.forward_with_features(batch.x)
+        teacher = outputs["final"].detach()                             # (B, K)
+        hint_target = features["embedding"].detach()                    # (B, C_final)
+        hard = losses.cross_entropy(outputs["final"], batch.y)
+        loss = (1 - self.alpha) * hard if self.scale_final else hard
+        terms = {"ce": hard.detach(), "exit_ce": torch.zeros(()), "kd": torch.zeros(()), "hint": torch.zeros(())}
+        for name, head in model.exits.items():
+            exit_loss, exit_terms = self._exit_loss(name, head, outputs[name], features[name], teacher,
+                                                    hint_target, batch.y)
+            loss = loss + exit_loss
+            terms.update({k: terms[k] + v for k, v in exit_terms.items()})
+        return StepOutput(loss, outputs, terms)
+
+    def _exit_loss(self, name, head, logits, feature, teacher, hint_target, y):
+        """One shallow exit's three terms, weighted and summed, and each term on its own (the
+        metrics: ``ce`` the deepest exit's cross-entropy, ``exit_ce``, ``kd`` and ``hint``
+        summed over the shallow exits)."""
+        vector = pool_to_vector(feature)                                # (B, C_i)
+        probe_logits = logits if self.deep_supervision else head(vector.detach())
+        hard = losses.cross_entropy(probe_logits, y)
+        loss = (1 - self.alpha) * hard
+        soft = hint = torch.zeros(())
+        if self.alpha > 0:
+            soft = losses.distillation_kl(logits, teacher, T=self.T)
+            soft = soft if self.t_squared else soft / (self.T * self.T)
+            loss = loss + self.alpha * soft
+        if self.beta > 0:
+            hint = losses.hint_loss(self.regressors[name](vector), hint_target)
+            loss = loss + self.beta * hint
+        return loss, {"exit_ce": hard.detach(), "kd": soft.detach(), "hint": hint.detach()}
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha:g}, T={self.T:g}, beta={self.beta:g}, deep_supervision={self.deep_supervision}, "
+                f"t_squared={self.t_squared}, scale_final={self.scale_final}")
 
 
 def _named(prefix: str, values: Mapping[str, Tensor]) -> dict[str, Tensor]:

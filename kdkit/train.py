@@ -52,8 +52,13 @@ class History:
         return self.records[-1]
 
     def series(self, key: str) -> list[float]:
-        """One metric over the epochs, e.g. ``history.series("val_acc")``."""
-        return [record[key] for record in self.records]
+        """One metric over the epochs it was measured at, e.g. ``history.series("val_acc")``
+        (every epoch, unless ``fit`` validated only every few: :meth:`epochs_of` says which)."""
+        return [record[key] for record in self.records if key in record]
+
+    def epochs_of(self, key: str) -> list[int]:
+        """The epochs at which ``key`` was measured (the x values of :meth:`series`)."""
+        return [record["epoch"] for record in self.records if key in record]
 
 
 class FitInterrupted(KeyboardInterrupt):
@@ -145,7 +150,8 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
         batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
         optimizer: str = "adam", schedule: str = "constant", seed: int = 0,
         callbacks: Sequence[Callback] = (),
-        trainable: Iterable[nn.Module | nn.Parameter] | None = None) -> History:
+        trainable: Iterable[nn.Module | nn.Parameter] | None = None,
+        validate_every: int = 1) -> History:
     """Train ``model`` on ``train`` with ``objective``; return the per-epoch History.
 
     ``objective`` is a logit objective or a training step (see :mod:`kdkit.objectives`); a
@@ -159,6 +165,10 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
     else gets no gradient, is left out of the optimiser and stays in eval mode, so the
     batch-norm statistics of frozen stages do not move (Stagewise KD).
 
+    ``validate_every`` measures ``val`` after every n-th epoch and after the last one only (a
+    run nobody watches needs only its last epoch's; measuring does not change the training,
+    so the weights are the same either way).
+
     ``seed`` fixes the order of the mini-batches (the model's initial weights are fixed
     when it is built: :func:`kdkit.models.build_model`). ``optimizer`` is "adam" or "sgd"
     (momentum 0.9); ``schedule`` "constant" or "cosine" (decay to 0 over ``epochs``).
@@ -166,6 +176,7 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
     :class:`FitInterrupted` (a KeyboardInterrupt) carries the History.
     """
     epochs = check_positive_int("epochs", epochs)
+    validate_every = check_positive_int("validate_every", validate_every)
     batch_size = check_positive_int("batch_size", batch_size)
     check_positive("lr", lr)
     check_non_negative("weight_decay", weight_decay)
@@ -200,7 +211,7 @@ def fit(model: nn.Module, train: Split, val: Split | None = None, *,
                 _train_mode(model, method)
                 record.update(_train_one_epoch(model, train, objective, opt, batch_size, generator, epoch))
                 scheduler.step()
-                if val is not None:
+                if val is not None and (epoch % validate_every == 0 or epoch == epochs):
                     record.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
                 record["seconds"] = time.perf_counter() - started
                 history.records.append(record)

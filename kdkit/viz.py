@@ -69,7 +69,7 @@ def plot_curves(histories: Mapping[str, History], *, metrics: Sequence[str] = ("
     styles = ("-", "--", ":")
     for label, history in (reference or {}).items():
         for style, metric in zip(styles, metrics):  # the same line style as the runs' metric
-            ax.plot(history.series("epoch"), history.series(metric), style, color="0.6",
+            ax.plot(history.epochs_of(metric), history.series(metric), style, color="0.6",
                     linewidth=1.5, label=f"{label} ({METRIC_LABELS.get(metric, metric)})")
     colour = 0
     for label, history in histories.items():
@@ -78,7 +78,7 @@ def plot_curves(histories: Mapping[str, History], *, metrics: Sequence[str] = ("
             for style, metric in zip(styles, metrics):
                 key = metric if output is None else f"{metric}/{output}"
                 if history.records and key in history.last:
-                    ax.plot(history.series("epoch"), history.series(key), style, color=f"C{colour}",
+                    ax.plot(history.epochs_of(key), history.series(key), style, color=f"C{colour}",
                             label=f"{name} ({METRIC_LABELS.get(metric, metric)})")
             colour += 1
     _style_curve_axes(ax, metrics[0], title=title, ylim=ylim)
@@ -105,6 +105,45 @@ def _outputs(history: History, metric: str) -> list[str | None]:
         return [None]
     names = [key.split("/", 1)[1] for key in history.last if key.startswith(f"{metric}/")]
     return names or [None]
+
+
+def plot_accuracy_vs_compute(points: Mapping[str, Sequence[tuple[str, float, float]]] | None = None,
+                             curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, *,
+                             highlight: Mapping[str, tuple[float, float]] | None = None,
+                             title: str = "", ylim: tuple[float, float] | None = None) -> Figure:
+    """Accuracy against multiply-adds per example (the cost of an answer).
+
+    ``points``: name -> [(label, multiply-adds, accuracy), ...], e.g. the exits of one
+    network, drawn as markers joined by a line, each labelled unless its label is ""; ``curves``: name -> (multiply-adds,
+    accuracies), e.g. early exit as its threshold moves, drawn as lines; ``highlight``:
+    name -> (multiply-adds, accuracy), drawn as a large dot on the curve of that name.
+    """
+    fig = new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    colours = {}
+    for name, series in (points or {}).items():
+        colours[name] = f"C{len(colours)}"
+        xs, ys = [m / 1000 for _, m, _ in series], [100 * a for _, _, a in series]
+        ax.plot(xs, ys, "o-", color=colours[name], label=name)
+        for (label, x_value, y_value) in series:
+            if not label:
+                continue
+            ax.annotate(label, (x_value / 1000, 100 * y_value), textcoords="offset points", xytext=(4, -10),
+                        fontsize=8, color=colours[name])
+    for name, (macs, accuracy) in (curves or {}).items():
+        colours.setdefault(name, f"C{len(colours)}")
+        ax.plot([m / 1000 for m in macs], [100 * a for a in accuracy], "-", color=colours[name], label=name)
+    for name, (macs, accuracy) in (highlight or {}).items():
+        ax.plot([macs / 1000], [100 * accuracy], "o", markersize=10, color=colours.get(name, "k"), alpha=0.8)
+    ax.set_xlabel("multiply-adds per example (thousands)")
+    ax.set_ylabel("test accuracy (%)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
 
 
 def plot_soft_targets(logits: torch.Tensor, temperatures: Sequence[float],
@@ -230,9 +269,8 @@ class LivePlot(Callback):
         return set(self._curves(history)) <= set(self._lines)
 
     def _move_lines(self, history: History) -> None:
-        epochs = history.series("epoch")
         for label, key in self._curves(history).items():
-            self._lines[label].set_data(epochs, history.series(key))
+            self._lines[label].set_data(history.epochs_of(key), history.series(key))
         ax = self._figure.axes[0]
         ax.relim()
         ax.autoscale_view()

@@ -379,3 +379,12 @@ def test_training_leaves_tensor_checks_enabled(toy):
     with pytest.raises(ValueError, match="NaN"):
         objectives.CrossEntropy()(torch.full((2, NUM_CLASSES), float("nan")),
                                   objectives.Batch(None, torch.zeros(2, dtype=torch.int64), None))
+
+
+def test_validating_every_few_epochs_trains_the_same_weights_and_keeps_the_last_epoch(toy):
+    every, sparse = student(), student()
+    full = fit(every, toy.train, toy.val, epochs=5, lr=1e-2)
+    few = fit(sparse, toy.train, toy.val, epochs=5, lr=1e-2, validate_every=2)
+    assert same_state(state_of(every), state_of(sparse))
+    assert few.epochs_of("val_acc") == [2, 4, 5] and few.last["val_acc"] == full.last["val_acc"]
+    assert few.series("val_acc") == [full.records[i]["val_acc"] for i in (1, 3, 4)]
