@@ -363,7 +363,7 @@ class MultiExit(nn.Module):
     """A backbone with a light classifier ("exit") after some of its stages.
 
     Each exit is global average pooling and one linear layer: it adds ``C * K + K``
-    parameters and as many multiply-adds per example, so a shallow exit really is cheaper
+    parameters and ``C * K`` multiply-adds per example, so a shallow exit really is cheaper
     than the full network (heavy exit branches would make every exit as deep as the main
     path). ``forward`` returns ``{"stage1": logits, ..., "final": logits}``, shallowest
     first; ``final`` is the backbone's own classifier and the main output.

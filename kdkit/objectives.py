@@ -309,15 +309,17 @@ class SelfDistillation(nn.Module):
     method (trained with the model). The three terms can be switched off one by one:
 
     * ``deep_supervision=False``: the shallow exits' cross-entropy reaches only their own
-      linear heads (they are read-out probes of a backbone trained as usual), not the backbone.
-      With ``alpha = beta = 0`` that is the plain network, with its exits measured for free.
+      linear heads (read-out probes), not the backbone. With ``alpha = beta = 0`` that is the
+      plain network, with its exits measured for free; the KL and the hint, if on, still reach
+      the backbone.
     * ``alpha = 0``: no distillation from the deepest exit. ``beta = 0``: no feature hint
       (and no regressors).
 
     The two public codes differ (``t_squared``, ``scale_final``): the ICCV reimplementation
     scales the soft term by ``T^2`` and the deepest exit's cross-entropy by ``1 - alpha``;
     the authors' later code does neither. Defaults: ``T^2`` on (as in Hinton's KD, so
-    ``alpha`` means the same at every T), deepest exit weighted 1.
+    ``alpha`` means the same at every T), deepest exit weighted 1. ``seed`` draws the
+    regressors' initial weights (the model's own weights are left as they are).
     """
 
     def __init__(self, model: nn.Module, *, alpha: float = 0.3, T: float = 3.0, beta: float = 0.0,

@@ -120,9 +120,10 @@ def plot_accuracy_vs_compute(points: Mapping[str, Sequence[tuple[str, float, flo
     """
     fig = new_figure(6.4, 3.6)
     ax = fig.add_subplot()
-    colours = {}
+    colours = {}                                           # curves first: the arms keep their colours
+    for name in [*(curves or {}), *(points or {})]:
+        colours.setdefault(name, f"C{len(colours)}")
     for name, series in (points or {}).items():
-        colours[name] = f"C{len(colours)}"
         xs, ys = [m / 1000 for _, m, _ in series], [100 * a for _, _, a in series]
         ax.plot(xs, ys, "o-", color=colours[name], label=name)
         for (label, x_value, y_value) in series:
@@ -131,7 +132,6 @@ def plot_accuracy_vs_compute(points: Mapping[str, Sequence[tuple[str, float, flo
             ax.annotate(label, (x_value / 1000, 100 * y_value), textcoords="offset points", xytext=(4, -10),
                         fontsize=8, color=colours[name])
     for name, (macs, accuracy) in (curves or {}).items():
-        colours.setdefault(name, f"C{len(colours)}")
         ax.plot([m / 1000 for m in macs], [100 * a for a in accuracy], "-", color=colours[name], label=name)
     for name, (macs, accuracy) in (highlight or {}).items():
         ax.plot([macs / 1000], [100 * accuracy], "o", markersize=10, color=colours.get(name, "k"), alpha=0.8)
