@@ -199,3 +199,10 @@ def test_self_distillation_is_a_training_step_fit_can_run(mnist1d):
     from kdkit.train import fit
     history = fit(model, small, mnist1d.val, objective=method, epochs=2, lr=1e-2)
     assert {"train_kd", "train_hint", "val_acc/stage1", "val_acc/final"} <= set(history.last)
+
+
+def test_an_unknown_regime_is_named_before_any_lookup(mnist1d):
+    with pytest.raises(KeyError, match="unknown regime 'half'.*full, scarce"):
+        byot.network_run(mnist1d, regime="half")
+    with pytest.raises(KeyError, match="unknown regime 'half'"):
+        byot.depth_run(mnist1d, "stage1", seed=0, regime="half")

@@ -82,3 +82,12 @@ def test_within_one_step_allows_a_verdict_to_move_to_its_neighbour_never_across(
     assert within_one_step("inconclusive", "reproduced") and within_one_step("contradicted", "inconclusive")
     assert not within_one_step("contradicted", "reproduced")
     assert within_one_step("lower", "no clear difference") and not within_one_step("lower", "higher")
+
+
+def test_the_cheapest_recipe_within_tolerance_of_the_best_is_chosen():
+    from kdkit.experiments.runs import Summary, cheapest_good_recipe
+
+    scored = [({"epochs": 40}, Summary((0.90, 0.92))), ({"epochs": 20}, Summary((0.905, 0.91))),
+              ({"epochs": 10}, Summary((0.80, 0.82)))]
+    assert cheapest_good_recipe(scored) == {"epochs": 20}
+    assert cheapest_good_recipe(scored, tolerance=0.0) == {"epochs": 40}

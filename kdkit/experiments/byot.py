@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from kdkit.data import DataSplits, Split, load_mnist1d, stratified_fraction
 from kdkit.experiments import parallel
 from kdkit.experiments.result_cache import cached_run
-from kdkit.experiments.runs import (Comparison, RunResult, Summary, claims_on_two_seed_sets,
-                                    stated_verdict)
+from kdkit.experiments.runs import (Comparison, RunResult, Summary, cheapest_good_recipe,
+                                    claims_on_two_seed_sets, stated_verdict, validation_score)
 from kdkit.models import MultiExit, ResNet, build_model, count_multiply_adds
 from kdkit.objectives import CrossEntropy, SelfDistillation
 from kdkit.train import Callback, fit, model_outputs
@@ -71,9 +71,9 @@ RECIPES = {
 """Epochs and peak learning rate (Adam, cosine decay to 0, batch 128) per regime for the plain
 network, the deeply supervised one (``ds+kd`` and ``byot`` train with its recipe) and the
 networks as deep as each shallow exit trained alone (``stage1``, ``stage2``), each chosen on
-validation (:func:`tune_recipe`, :func:`cheapest_good_recipe`: the fewest epochs within 0.5
-points of the best; the deepest exit's mean validation accuracy over the tuning seeds in the
-comments). Several sit at the grid's edge (40 or 160 epochs, lr 0.03); the networks alone
+validation (:func:`tune_recipe`, :func:`kdkit.experiments.runs.cheapest_good_recipe`: the
+fewest epochs within 0.5 points of the best; the deepest exit's mean validation accuracy over
+the tuning seeds in the comments). Several sit at the grid's edge (40 or 160 epochs, lr 0.03); the networks alone
 were tuned on their own output, the only one they have."""
 
 TUNED = {
@@ -143,6 +143,7 @@ def network_run(data: DataSplits, *, seed: int = 0, regime: str = "full", deep_s
     for every threshold ``t`` of :data:`THRESHOLDS`).
     """
     check_seed(seed)
+    check_choice("regime", regime, FRACTIONS)
     recipe = dict(recipe or RECIPES[("ds" if deep_supervision else "plain", regime)])
     settings = {"deep_supervision": bool(deep_supervision), "alpha": alpha, "T": T, "beta": beta}
     config = {"seed": seed, "regime": regime, **_effective(settings), **recipe, **({"curves": True} if curves else {})}
@@ -181,6 +182,7 @@ def depth_run(data: DataSplits, exit_name: str = "stage1", *, seed: int, regime:
     the exit as its classifier), its batches those of ``seed``."""
     check_seed(seed)
     check_choice("exit", exit_name, DEPTHS)
+    check_choice("regime", regime, FRACTIONS)
     recipe = dict(recipe or recipe_of(exit_name, regime))
     config = {"exit": exit_name, "seed": seed, "regime": regime, **recipe}
 
@@ -325,7 +327,7 @@ def _validation(runs: Sequence[RunResult], output: str = "final") -> float:
 
 
 def tune_recipe(data: DataSplits, arm: str, regime: str, *, seeds: Sequence[int] = TUNING_SEEDS
-                ) -> list[tuple[dict, float]]:
+                ) -> list[tuple[dict, Summary]]:
     """``plain``, ``ds`` or a network alone (``stage1``, ``stage2``) on every recipe of the grid:
     mean validation accuracy of its deepest exit, best first."""
     check_choice("arm whose recipe is tuned", arm, ("plain", "ds", *DEPTHS))
@@ -335,16 +337,8 @@ def tune_recipe(data: DataSplits, arm: str, regime: str, *, seeds: Sequence[int]
             return depth_run(data, arm, seed=seed, regime=regime, recipe=recipe)
         return network_run(data, seed=seed, regime=regime, recipe=recipe, **arm_settings(arm, regime))
 
-    scored = [(recipe, sum(run(recipe, s).val_acc for s in seeds) / len(seeds)) for recipe in RECIPE_GRID[regime]]
-    return sorted(scored, key=lambda pair: -pair[1])
-
-
-def cheapest_good_recipe(scored: Sequence[tuple[dict, float]], *, tolerance: float = 0.005) -> dict:
-    """Of the recipes within ``tolerance`` of the best, the one with the fewest epochs: a
-    notebook must run in seconds, and five times the cost for 0.2 points is not the default."""
-    best = scored[0][1]
-    near = [(recipe, score) for recipe, score in scored if score >= best - tolerance]
-    return min(near, key=lambda pair: (pair[0]["epochs"], -pair[1]))[0]
+    scored = [(recipe, validation_score([run(recipe, s) for s in seeds])) for recipe in RECIPE_GRID[regime]]
+    return sorted(scored, key=lambda pair: -pair[1].mean)
 
 
 def tune_kd(data: DataSplits, regime: str, *, seeds: Sequence[int] = TUNING_SEEDS) -> list[tuple[dict, float]]:
@@ -541,7 +535,7 @@ def reproduce(seeds: int = len(REPORTING_SEEDS)) -> list[str]:
         for arm in ("plain", "ds", *DEPTHS):
             scored = tune_recipe(data, arm, regime)
             chosen = cheapest_good_recipe(scored)
-            lines.append(f"  recipe {arm} {regime}: best {scored[0][0]} {100 * scored[0][1]:.1f}%, chosen {chosen}")
+            lines.append(f"  recipe {arm} {regime}: best {scored[0][0]} {100 * scored[0][1].mean:.1f}%, chosen {chosen}")
             if chosen != RECIPES[(arm, regime)]:
                 lines.append(f"    NOTE: differs from RECIPES = {RECIPES[(arm, regime)]}")
         for what, tune in (("ds+kd", tune_kd), ("byot", tune_hint)):

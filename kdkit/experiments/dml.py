@@ -35,7 +35,7 @@ from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import STUDENT_RECIPE
 from kdkit.experiments.result_cache import cached_run
 from kdkit.experiments.runs import (Comparison, RunResult, Summary, Trend, claims_on_two_seed_sets,
-                                    stated_verdict)
+                                    stated_verdict, validation_score)
 from kdkit.experiments.tfkd import CNN_STUDENT_RECIPE
 from kdkit.models import Cohort, build_model
 from kdkit.objectives import CrossEntropy, Distillation, MutualLearning
@@ -65,7 +65,7 @@ RECIPES = {
 
 Full data: notebook 00's MLP recipe and notebook 03's CNN recipe, both chosen on validation
 for the label-only network. Scarce data (:func:`tune_recipe`: label-only, validation, seeds
-1-8, 20 to 300 epochs, :func:`cheapest_good_recipe`): MLP 60 epochs at lr 0.03, 31.6% (best
+1-8, 20 to 300 epochs, :func:`kdkit.experiments.runs.cheapest_good_recipe`): MLP 60 epochs at lr 0.03, 31.6% (best
 31.8% at 150-300 epochs; 30 epochs 31.1%); CNN 50 epochs at lr 0.02, 58.0% (best 58.2% at 200
 epochs; lr 0.005 at most 54.4%; lr 0.02 is the grid's highest: at the MLP's 0.03 the CNN of
 a mixed cohort was erratic, from 40% to 61% on validation)."""
@@ -199,11 +199,6 @@ SCARCE_RECIPE_GRID = {"mlp": [{"epochs": e, "lr": lr} for e in (20, 30, 60, 150,
                       "cnn": [{"epochs": e, "lr": lr} for e in (20, 30, 50, 100, 200) for lr in (0.005, 0.01, 0.02)]}
 
 
-def validation_score(runs: Sequence[RunResult]) -> Summary:
-    """Mean last-epoch validation accuracy over the runs (the tuning criterion)."""
-    return Summary(tuple(r.val_acc for r in runs), tuple(r.config["seed"] for r in runs))
-
-
 def tune_recipe(data: DataSplits, arch: str, regime: str = "scarce", *,
                 seeds: Sequence[int] = RECIPE_TUNING_SEEDS) -> list[tuple[dict, Summary]]:
     """The label-only network on every recipe of the grid, best validation accuracy first."""
@@ -211,15 +206,6 @@ def tune_recipe(data: DataSplits, arch: str, regime: str = "scarce", *,
                                          for s in seeds]))
               for recipe in SCARCE_RECIPE_GRID[arch]]
     return sorted(scored, key=lambda pair: -pair[1].mean)
-
-
-def cheapest_good_recipe(scored: list[tuple[dict, Summary]], *, tolerance: float = 0.005) -> dict:
-    """Of the recipes within ``tolerance`` of the best validation mean, the one with the
-    fewest epochs (then the best mean): notebooks must run in seconds, and a recipe that
-    costs five times more for 0.2 points is not the honest default."""
-    best = scored[0][1].mean
-    near = [(recipe, summary) for recipe, summary in scored if summary.mean >= best - tolerance]
-    return min(near, key=lambda pair: (pair[0]["epochs"], -pair[1].mean))[0]
 
 
 # --------------------------------------------------------------------------------------

@@ -264,3 +264,17 @@ def claims_on_two_seed_sets(compute_claims, verdict_table, *, reporting: Sequenc
         lines.append(f"Claims on the {label} seeds {chosen[0]}-{chosen[-1]} (test, last epoch):")
         lines += ["  " + row for row in verdict_table(compute_claims(seeds=chosen)).splitlines()]
     return lines
+
+
+def validation_score(runs: Sequence[RunResult]) -> Summary:
+    """Mean last-epoch validation accuracy over the runs (the tuning criterion), with their seeds."""
+    return Summary(tuple(r.val_acc for r in runs), tuple(r.config["seed"] for r in runs))
+
+
+def cheapest_good_recipe(scored: Sequence[tuple[dict, Summary]], *, tolerance: float = 0.005) -> dict:
+    """Of the recipes (``{"epochs": ..., ...}``, best validation mean first) within ``tolerance``
+    of the best, the one with the fewest epochs (then the best mean): notebooks must run in
+    seconds, and a recipe that costs five times more for 0.2 points is not the honest default."""
+    best = scored[0][1].mean
+    near = [(recipe, summary) for recipe, summary in scored if summary.mean >= best - tolerance]
+    return min(near, key=lambda pair: (pair[0]["epochs"], -pair[1].mean))[0]

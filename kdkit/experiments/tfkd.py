@@ -39,7 +39,7 @@ from kdkit.data import DataSplits, load_mnist1d
 from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import STUDENT_RECIPE, TEACHER_RECIPE, train_student, trained_on_labels
 from kdkit.experiments.result_cache import cached_run
-from kdkit.experiments.runs import Comparison, RunResult, Summary, summarize
+from kdkit.experiments.runs import Comparison, RunResult, Summary, stated_verdict, summarize
 from kdkit.models import build_model
 from kdkit.objectives import CrossEntropy, Distillation, LabelSmoothing, VirtualTeacher
 from kdkit.train import Callback, ProgressBar, evaluate, fit, with_teacher_logits
@@ -837,13 +837,8 @@ ROBUST_CLAIMS: tuple[str, ...] = ("C3.1", "C3.2", "C3.3", "C3.4b")
 def headline_verdict(key: str, comparison: Comparison) -> str:
     """The verdict the notebook and the README state: the reporting seeds' category if it held
     on the second set of seeds too (:data:`ROBUST_CLAIMS`), else "inconclusive" with the reason."""
-    if comparison.verdict == "inconclusive" or key in ROBUST_CLAIMS:
-        return comparison.verdict
-    return f"inconclusive ({comparison.verdict} on seeds {_seed_range(REPORTING_SEEDS)}, not on {_seed_range(CHECK_SEEDS)})"
-
-
-def _seed_range(seeds: Sequence[int]) -> str:
-    return f"{seeds[0]}-{seeds[-1]}"
+    return stated_verdict(key, comparison, robust=ROBUST_CLAIMS, on_the_edge={}, reporting=REPORTING_SEEDS,
+                          check=CHECK_SEEDS)
 
 
 def in_words(comparison: Comparison) -> str:
