@@ -378,6 +378,89 @@ class SelfDistillation(nn.Module):
                 f"t_squared={self.t_squared}, scale_final={self.scale_final}")
 
 
+STAGE_LOSSES = ("mse", "cosine")
+
+
+def _stage_loss(kind: str, student: Tensor, teacher: Tensor) -> Tensor:
+    return losses.hint_loss(student, teacher) if kind == "mse" else losses.cosine_feature_loss(student, teacher)
+
+
+class StageRegression(nn.Module):
+    """One stage of Stagewise KD (Kulkarni et al. 2019): the student's stage ``stage`` regresses
+    the teacher's feature map at the same depth, and nothing else.
+
+    ``L = MSE(f_s, f_t)`` (``loss="mse"``, the paper's ``nn.MSELoss()``: a mean over every element)
+    or ``1 - cos(f_s, f_t)`` per example (``loss="cosine"``), where ``f_s`` is the student's
+    feature ``stage`` (``model.forward_with_features``; before the stage's last ReLU with
+    ``pre_activation``) and ``f_t`` the teacher's cached map ``batch.extras[teacher_feature]``.
+    There is no label term: the labels enter only at the last stage, the classifier.
+
+    Train it with ``fit(..., trainable=[model.stage_modules()[stage]])`` so that only this stage
+    moves: the stages below are frozen in eval mode, and the ones above are never used by the
+    loss. ``regressor`` (optional, e.g. a 1x1 convolution) maps ``f_s`` to the teacher's shape
+    before the loss, as in FitNets: it belongs to the method and is trained with the stage, and
+    it is *not* part of the student (the stage above reads ``f_s`` itself).
+
+    Metrics: ``stage_loss``, and ``relative_mse``, the MSE over the mean square of the teacher's
+    map (0: matched; 1: no better than predicting zeros), comparable across stages.
+    """
+
+    def __init__(self, stage: str, *, teacher_feature: str, pre_activation: bool = False, loss: str = "mse",
+                 regressor: nn.Module | None = None):
+        super().__init__()
+        self.stage, self.teacher_feature = stage, teacher_feature
+        self.pre_activation = bool(pre_activation)
+        self.loss = check_choice("loss", loss, STAGE_LOSSES)
+        self.regressor = regressor
+
+    def step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        logits, features = model.forward_with_features(batch.x, pre_activation=self.pre_activation)
+        if self.stage not in features:
+            raise ValueError(f"stage {self.stage!r} is not one of the model's features {list(features)}")
+        student = features[self.stage]                                   # (B, C, L)
+        if self.regressor is not None:
+            student = self.regressor(student)
+        teacher = _extra(batch, self.teacher_feature, self)                # (B, C, L)
+        loss = _stage_loss(self.loss, student, teacher)
+        with torch.no_grad():
+            relative = (student - teacher).pow(2).mean() / teacher.pow(2).mean().clamp_min(1e-12)
+        return StepOutput(loss, logits, {"stage_loss": loss.detach(), "relative_mse": relative})
+
+    def extra_repr(self) -> str:
+        return (f"stage={self.stage!r}, teacher_feature={self.teacher_feature!r}, "
+                f"pre_activation={self.pre_activation}, loss={self.loss!r}, "
+                f"regressor={'yes' if self.regressor is not None else 'no'}")
+
+
+class SimultaneousHints(nn.Module):
+    """Stagewise KD's baseline (Kulkarni et al. 2019, ``simultaneous_kd.py``): every stage's
+    feature loss and the labels, all at once, on the whole student.
+
+    ``L = (CE(z_s, y) + sum_k MSE(f_s^k, f_t^k)) / (N + 1)`` over the ``N`` stages of ``stages``
+    (teacher maps cached as ``batch.extras[f"{teacher}.{stage}"]``); the division is the official
+    code's "normaliser" (with Adam it barely changes the run, as its comment says). The MSEs
+    of different stages have different scales and are summed unweighted, as in the code.
+    """
+
+    def __init__(self, stages, *, teacher: str = "teacher", loss: str = "mse"):
+        super().__init__()
+        self.stages, self.teacher = tuple(stages), teacher
+        if not self.stages:
+            raise ValueError("stages must name at least one stage to match")
+        self.loss = check_choice("loss", loss, STAGE_LOSSES)
+
+    def step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        logits, features = model.forward_with_features(batch.x)
+        hard = losses.cross_entropy(logits, batch.y)
+        hints = [_stage_loss(self.loss, features[name], _extra(batch, f"{self.teacher}.{name}", self))
+                 for name in self.stages]
+        loss = (hard + sum(hints)) / (len(hints) + 1)
+        return StepOutput(loss, logits, {"ce": hard.detach(), **_named("hint", dict(zip(self.stages, hints)))})
+
+    def extra_repr(self) -> str:
+        return f"stages={self.stages}, teacher={self.teacher!r}, loss={self.loss!r}"
+
+
 def _named(prefix: str, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """``{"loss/peer1": ..., ...}``: per-output metrics, detached."""
     return {f"{prefix}/{name}": value.detach() for name, value in values.items()}

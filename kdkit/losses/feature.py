@@ -19,7 +19,7 @@ from kdkit.validation import check_choice, check_features, check_positive
 
 Tensor = torch.Tensor
 
-__all__ = ["hint_loss", "attention_map", "attention_transfer_loss", "AT_FORMS"]
+__all__ = ["hint_loss", "cosine_feature_loss", "attention_map", "attention_transfer_loss", "AT_FORMS"]
 
 AT_FORMS = ("code", "paper")
 
@@ -44,6 +44,23 @@ def hint_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
                          f"{tuple(teacher_features.shape)} must have the same shape: pass the student's "
                          "features through a regressor (kdkit.models.Adaptor) first")
     return F.mse_loss(student_features, teacher_features.detach())
+
+
+def cosine_feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
+    """One minus the cosine similarity of the two maps, per example, averaged over the batch.
+
+    ``L = mean over examples of (1 - <f_s, f_t> / (||f_s|| ||f_t||))``, each map flattened to
+    one vector. Blind to the maps' scale (unlike the MSE of :func:`hint_loss`), so a student
+    stage that matches the teacher's *pattern* at another magnitude is not penalised: the
+    alternative to MSE the Stagewise KD notebook offers. Shapes must match.
+    """
+    check_features("student_features", student_features)
+    check_features("teacher_features", teacher_features)
+    if student_features.shape != teacher_features.shape:
+        raise ValueError(f"student_features {tuple(student_features.shape)} and teacher_features "
+                         f"{tuple(teacher_features.shape)} must have the same shape")
+    cosine = F.cosine_similarity(student_features.flatten(1), teacher_features.detach().flatten(1), dim=1)
+    return (1 - cosine).mean()                                       # (B,) -> ()
 
 
 def attention_map(features: Tensor, *, p: float = 2.0) -> Tensor:
