@@ -24,7 +24,8 @@ from kdkit.validation import check_temperature
 
 DPI = 72
 METRIC_LABELS = {"train_acc": "train accuracy", "val_acc": "validation accuracy",
-                 "train_loss": "train loss", "val_loss": "validation loss"}
+                 "train_loss": "train loss", "val_loss": "validation loss",
+                 "train_relative_mse": "relative MSE to the teacher"}
 
 
 def new_figure(width: float = 6.0, height: float = 3.2) -> Figure:
@@ -77,17 +78,27 @@ def plot_curves(histories: Mapping[str, History], *, metrics: Sequence[str] = ("
             name = label if output is None else f"{label}: {output}"
             for style, metric in zip(styles, metrics):
                 key = metric if output is None else f"{metric}/{output}"
-                if history.records and key in history.last:
+                if _measured(history, key):
                     ax.plot(history.epochs_of(key), history.series(key), style, color=f"C{colour}",
                             label=f"{name} ({METRIC_LABELS.get(metric, metric)})")
             colour += 1
-    _style_curve_axes(ax, metrics[0], title=title, ylim=ylim)
+    _style_curve_axes(ax, metrics, title=title, ylim=ylim)
     return fig
 
 
-def _style_curve_axes(ax, metric: str, *, title: str = "", ylim=None) -> None:
+def _measured(history: History, key: str) -> bool:
+    """True if some epoch of ``history`` measured ``key`` (a procedure of several steps, e.g.
+    Stagewise KD, measures some metrics only in some of its steps)."""
+    return any(key in record for record in history.records)
+
+
+def _style_curve_axes(ax, metrics: str | Sequence[str], *, title: str = "", ylim=None) -> None:
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy" if metric.endswith("acc") else metric)
+    if all(m.endswith("acc") for m in metrics):
+        ax.set_ylabel("accuracy")
+    else:
+        ax.set_ylabel(" / ".join(dict.fromkeys(METRIC_LABELS.get(m, m) for m in metrics)))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -143,6 +154,63 @@ def plot_accuracy_vs_compute(points: Mapping[str, Sequence[tuple[str, float, flo
     ax.legend(fontsize=9, loc="lower right")
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_differences(rows: Mapping[str, Mapping[str, tuple[float, float, float]]], *, title: str = "",
+                     xlabel: str = "paired difference (accuracy points)") -> Figure:
+    """Paired differences with their 95% intervals, one row per comparison, grouped.
+
+    ``rows``: group -> {label: (mean, low, high)} in accuracy (0.02 is two points), e.g. per data
+    regime, each method's difference from the label-only student on the same seeds. A row whose
+    interval misses 0 is drawn solid, one that contains 0 hollow.
+    """
+    labels = [(group, label) for group, inner in rows.items() for label in inner]
+    fig = new_figure(6.4, 0.8 + 0.32 * len(labels))
+    ax = fig.add_subplot()
+    for index, (group, label) in enumerate(labels):
+        mean, low, high = (100 * v for v in rows[group][label])
+        colour = f"C{list(rows).index(group)}"
+        y = len(labels) - 1 - index
+        ax.plot([low, high], [y, y], "-", color=colour, linewidth=2)
+        clear = low > 0 or high < 0
+        ax.plot([mean], [y], "o", color=colour, markerfacecolor=colour if clear else "white", markersize=7)
+    ax.set_yticks(range(len(labels)), [f"{label} ({group})" for group, label in reversed(labels)], fontsize=8)
+    ax.axvline(0, color="0.4", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_stage_losses(histories: Mapping[str, History], *, title: str = "") -> Figure:
+    """A stagewise run's relative MSE to the teacher (``train_relative_mse``) along the procedure,
+    for each run of ``histories`` in its own colour. Each stage gets the same width on the x axis
+    (runs with different epochs a stage line up), with its name above it."""
+    fig = new_figure(6.4, 3.2)
+    ax = fig.add_subplot()
+    names: list[str] = []
+    for colour, (label, history) in enumerate(histories.items()):
+        stages = list(dict.fromkeys(r["stage"] for r in history.records if "train_relative_mse" in r))
+        for index, stage in enumerate(stages):
+            records = [r for r in history.records if r.get("stage") == stage]
+            xs = [index + (k + 1) / len(records) for k in range(len(records))]     # stage k spans (k, k + 1]
+            ax.plot(xs, [r["train_relative_mse"] for r in records], "-", color=f"C{colour}",
+                    label=label if index == 0 else None)
+            if stage not in names:
+                names.append(stage)
+    for index, stage in enumerate(names):
+        ax.axvline(index, color="0.8", linewidth=1)
+        ax.text(index + 0.5, 1.02, stage, transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+    ax.set_xticks(range(len(names) + 1))
+    ax.set_xlabel("the procedure, stage by stage (each stage's epochs from its start to its end)")
+    ax.set_ylabel("relative MSE to the teacher")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=10, pad=16)
     return fig
 
 
@@ -261,7 +329,7 @@ class LivePlot(Callback):
             name = self.label if output is None else f"{self.label}: {output}"
             for metric in self.metrics:
                 key = metric if output is None else f"{metric}/{output}"
-                if history.records and key in history.last:
+                if _measured(history, key):
                     curves[f"{name} ({METRIC_LABELS.get(metric, metric)})"] = key
         return curves
 

@@ -66,14 +66,17 @@ class ExperimentPanel(widgets.VBox):
     ``effective(settings)`` returns the settings that matter for this run (default: all of
     them): a setting it drops changes nothing, so moving it does not train again, and the
     table shows it as "-". If a result's config names a ``teacher``, the table shows it.
+    ``metrics`` are the History keys the live plot draws (default: train and validation accuracy).
     """
 
     def __init__(self, run: Callable[..., RunResult], controls: Mapping[str, widgets.ValueWidget], *,
                  title: str = "",
                  reference: Mapping[str, History] | Callable[[dict], Mapping[str, History]] | None = None,
                  labels: Mapping[str, str] | None = None,
-                 effective: Callable[[dict], dict] | None = None):
+                 effective: Callable[[dict], dict] | None = None,
+                 metrics: tuple[str, ...] = ("train_acc", "val_acc")):
         self.run_function = run
+        self.metrics = tuple(metrics)
         self.controls = dict(controls)
         self.labels = {name: (labels or {}).get(name) or getattr(control, "description", "") or name
                        for name, control in self.controls.items()}
@@ -213,7 +216,7 @@ class ExperimentPanel(widgets.VBox):
     def _live_plot(self, settings: dict) -> LivePlot:
         # The settings go in the title, wrapped: as a legend label they would crowd out the axes.
         reference = self.reference(settings) if callable(self.reference) else self.reference
-        return LivePlot(self.plot, label="this run", reference=reference,
+        return LivePlot(self.plot, label="this run", reference=reference, metrics=self.metrics,
                         title=textwrap.fill(self._describe(settings), width=60))
 
     # ----------------------------------------------------------------------------------

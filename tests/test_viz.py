@@ -81,3 +81,46 @@ def test_a_run_with_several_outputs_gets_one_curve_per_output():
     assert [line.get_label() for line in lines] == ["DML: peer1 (validation accuracy)", "DML: peer2 (validation accuracy)",
                                                     "alone (validation accuracy)"]
     assert [list(line.get_ydata()) for line in lines] == [[0.4, 0.4], [0.6, 0.6], [0.3, 0.3]]
+
+
+def _stagewise_history():
+    """Two feature stages (relative MSE only), then the classifier (validation accuracy only)."""
+    records = [{"epoch": 1, "stage": "stem", "train_relative_mse": 0.9}, {"epoch": 2, "stage": "stem", "train_relative_mse": 0.4},
+               {"epoch": 3, "stage": "stage1", "train_relative_mse": 0.7}, {"epoch": 4, "stage": "stage1", "train_relative_mse": 0.2},
+               {"epoch": 5, "stage": "classifier", "val_acc": 0.6}, {"epoch": 6, "stage": "classifier", "val_acc": 0.8}]
+    return History(records)
+
+
+def test_a_metric_measured_in_some_steps_only_keeps_its_curve():
+    fig = viz.plot_curves({"run": _stagewise_history()}, metrics=("train_relative_mse", "val_acc"))
+    lines = {line.get_label(): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
+    assert lines == {"run (relative MSE to the teacher)": [1, 2, 3, 4], "run (validation accuracy)": [5, 6]}
+    assert "relative MSE" in fig.axes[0].get_ylabel()
+
+
+def test_live_plot_keeps_the_earlier_steps_curve_when_a_new_metric_appears():
+    from ipywidgets import Output
+
+    live = viz.LivePlot(Output(), metrics=("train_relative_mse", "val_acc"), min_interval=0.0, max_share=1.0)
+    history = _stagewise_history()
+    live.on_fit_start(None, 6)
+    for n in range(1, 7):
+        live.on_epoch_end(History(history.records[:n]), None)
+    labels = {line.get_label() for line in live._figure.axes[0].get_lines()}
+    assert labels == {"this run (relative MSE to the teacher)", "this run (validation accuracy)"}
+
+
+def test_stage_losses_plot_draws_one_segment_per_stage_and_run():
+    fig = viz.plot_stage_losses({"a": _stagewise_history(), "b": _stagewise_history()}, title="t")
+    assert len(fig.axes[0].get_lines()) == 2 * 2 + 2             # two stages per run, two stage boundaries
+    first = fig.axes[0].get_lines()[0]
+    assert list(first.get_xdata()) == [0.5, 1.0]                # stage 0 spans (0, 1], whatever its epochs
+    assert {t.get_text() for t in fig.axes[0].texts} == {"stem", "stage1"}
+
+
+def test_differences_plot_marks_the_intervals_that_miss_zero():
+    fig = viz.plot_differences({"tenth": {"x - labels": (0.1, 0.05, 0.15), "y - labels": (0.0, -0.02, 0.02)}})
+    markers = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    filled = [m.get_markerfacecolor() != "white" for m in markers]
+    assert filled == [True, False]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["y - labels (tenth)", "x - labels (tenth)"]

@@ -353,3 +353,13 @@ def test_the_live_plot_spaces_its_redraws_by_what_they_cost():
     spaced, drawn_spaced = drawing_time(min_interval=0.0, max_share=0.1)
     assert drawn_every == 31 and 2 <= drawn_spaced <= 6, (drawn_every, drawn_spaced)
     assert spaced < every_epoch / 4
+
+
+def test_the_live_plot_draws_the_metrics_the_panel_names():
+    calls = []
+    panel = widgets.ExperimentPanel(_fake_run(calls), {"T": widgets.temperature_slider(4.0),
+                                                       "alpha": widgets.alpha_slider(0.5)},
+                                    metrics=("val_acc", "train_loss"))
+    click(panel)
+    assert panel._live_plot(panel.settings()).metrics == ("val_acc", "train_loss")
+    assert _png_outputs(panel.plot)
