@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from kdkit import losses
-from kdkit.exercises.feedback import (Feedback, call_answer, check_choice, check_prediction_against,
-                                      gradient_problem, measured_outcome, solution_text, tensor_answer,
-                                      tensors_close)
+from kdkit.exercises.feedback import (Feedback, call_answer, check_comparison_reading, check_prediction_against,
+                                      gradient_problem, solution_text, tensor_answer, tensors_close)
 from kdkit.experiments.runs import Comparison
 
 Tensor = torch.Tensor
@@ -187,22 +186,14 @@ def check_prediction(prediction: str, comparison: Comparison) -> Feedback:
 
 
 READING_CHOICES = {"a": "the ensemble of the exits", "b": "the deepest exit alone", "c": "these seeds cannot tell"}
-_READING_OF = {"higher": "a", "lower": "b", "no clear difference": "c"}
 
 
 def check_reading(answer: str, comparison: Comparison) -> Feedback:
     """Exercise 4: in the measured comparison of the exits' ensemble (treatment) with the deepest
     exit (control), which is higher, or can these seeds not tell?"""
-    right = _READING_OF[measured_outcome(comparison)]
-    d = comparison.difference
-    why = (f"ensemble minus deepest exit, paired per seed: {d.points()} points (95% CI, n = {d.n}), so "
-           f"'{READING_CHOICES[right]}'. The ensemble costs nothing extra here: every exit is computed on "
-           "the way to the deepest one.")
-    hint = "look at the interval of the paired differences, not at the two arms' error bars: where is 0?"
-    hints = {letter: hint for letter in READING_CHOICES}
-    if right != "c":
-        hints["c"] = "the paired interval does not contain 0: these seeds do tell the arms apart. Which way?"
-    return check_choice(answer, READING_CHOICES, right, why, hints)
+    return check_comparison_reading(
+        answer, comparison, READING_CHOICES, difference="ensemble minus deepest exit",
+        explanation="The ensemble costs nothing extra here: every exit is computed on the way to the deepest one.")
 
 
 # --------------------------------------------------------------------------------------

@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdkit import losses
-from kdkit.exercises.feedback import (Feedback, call_answer, check_choice, check_prediction_against,
-                                      gradient_problem, measured_outcome, solution_text, tensor_answer,
-                                      tensors_close)
+from kdkit.exercises.feedback import (Feedback, call_answer, check_comparison_reading, check_prediction_against,
+                                      gradient_problem, solution_text, tensor_answer, tensors_close)
 from kdkit.experiments.runs import Comparison
 
 Tensor = torch.Tensor
@@ -396,7 +395,6 @@ def ensemble_gap_demo(seed: int = 0, peers: int = 3) -> dict[str, float]:
 # --------------------------------------------------------------------------------------
 
 READING_CHOICES = {"a": "the DML peers", "b": "the independent networks", "c": "these seeds cannot tell"}
-_READING_OF = {"higher": "a", "lower": "b", "no clear difference": "c"}
 
 
 def check_prediction(prediction: str, comparison: Comparison) -> Feedback:
@@ -417,22 +415,16 @@ def check_curve_reading(answer: str, comparison: Comparison) -> Feedback:
     """Exercise 5: which arm is higher in the measured comparison, the DML peers (treatment) or
     the independent networks (control), or can these seeds not tell? Answer with a letter of
     :data:`READING_CHOICES`; the right one is where the paired interval lies with respect to 0."""
-    right = _READING_OF[measured_outcome(comparison)]
-    measured = (f"DML peers minus independent networks, paired per seed: {_interval(comparison)}, "
-                f"so '{READING_CHOICES[right]}'.")
-    on_entropy = " If the measure is the predictive entropy on the test set, "
+    on_entropy = "If the measure is the predictive entropy on the test set, "
     meaning = {"a": on_entropy + "this is what the paper argues: matching a peer's whole distribution keeps "
                                  "each network less confident than it would be alone, in flatter, more robust "
                                  "solutions.",
                "b": on_entropy + "this goes against the paper's argument: here the peers ended *more* "
                                  "confident than the networks trained alone.",
-               "c": " The arms differ by less than these seeds can resolve."}[right]
-    look_again = ("look again at the interval of the paired differences (DML minus independent), not at the two "
-                  "arms' error bars: where does it lie with respect to 0?")
-    hints = {letter: look_again for letter in READING_CHOICES}
-    if right != "c":
-        hints["c"] = "the paired interval does not contain 0: these seeds do tell the arms apart. Which way?"
-    return check_choice(answer, READING_CHOICES, right, measured + meaning, hints)
+               "c": "The arms differ by less than these seeds can resolve."}
+    return check_comparison_reading(answer, comparison, READING_CHOICES,
+                                    difference="DML peers minus independent networks", explanation=meaning,
+                                    interval=_interval(comparison))
 
 
 # --------------------------------------------------------------------------------------

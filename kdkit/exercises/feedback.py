@@ -114,6 +114,33 @@ def check_choice(answer: str, choices: Mapping[str, str], right: str, why: str,
     return Feedback(False, f"not ({answer}): {hints[answer]}")
 
 
+READING_OF_OUTCOME = {"higher": "a", "lower": "b", "no clear difference": "c"}
+"""Reading a comparison: (a) the treatment is higher, (b) the control is, (c) the seeds cannot tell."""
+
+
+def check_comparison_reading(answer: str, comparison: Comparison, choices: Mapping[str, str], *,
+                             difference: str, explanation: Mapping[str, str] | str = "",
+                             interval: str | None = None) -> Feedback:
+    """An exercise that reads a measured comparison: ``choices["a"]`` names the treatment,
+    ``choices["b"]`` the control, ``choices["c"]`` "these seeds cannot tell"; the right letter is
+    where the 95% interval of the paired differences lies with respect to 0.
+
+    ``difference`` says what was subtracted ("stagewise minus labels"); ``interval`` is that
+    interval as text (default: in accuracy points); ``explanation`` is added to the right answer's
+    message (one text, or one per letter)."""
+    right = READING_OF_OUTCOME[measured_outcome(comparison)]
+    d = comparison.difference
+    interval = interval or f"{d.points()} points (95% CI, n = {d.n})"
+    extra = explanation.get(right, "") if isinstance(explanation, Mapping) else explanation
+    why = f"{difference}, paired per seed: {interval}, so '{choices[right]}'." + (f" {extra}" if extra else "")
+    look_again = ("look again at the interval of the paired differences, not at the two arms' error bars: where "
+                  "does it lie with respect to 0?")
+    hints = {letter: look_again for letter in choices}
+    if right != "c":
+        hints["c"] = "the paired interval does not contain 0: these seeds do tell the arms apart. Which way?"
+    return check_choice(answer, choices, right, why, hints)
+
+
 def solution_text(number: int, code: Mapping[int, tuple[Callable, str]], reasoning: Mapping[int, str], *,
                   notebook: str) -> str:
     """An exercise's solution: the source of its solution function, renamed to the name the
