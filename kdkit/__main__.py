@@ -20,6 +20,7 @@ EXPERIMENTS = {
     "tfkd": "kdkit.experiments.tfkd",
     "dml": "kdkit.experiments.dml",
     "byot": "kdkit.experiments.byot",
+    "stagewise": "kdkit.experiments.stagewise",
 }
 
 
