@@ -37,7 +37,7 @@ def test_stage_loss_mistakes_are_named():
         raise RuntimeError("shapes")
 
     assert "reduction=\"sum\"" in str(exercises.check_stage_loss(summed))
-    assert "every element" in str(exercises.check_stage_loss(per_example))
+    assert "averaged over the examples but summed" in str(exercises.check_stage_loss(per_example))
     assert "detach" in str(exercises.check_stage_loss(not_detached))
     assert "L1" in str(exercises.check_stage_loss(l1))
     feedback = exercises.check_stage_loss(crashes)

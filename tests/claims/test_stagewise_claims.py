@@ -37,10 +37,10 @@ EXPECTED = {                                  # reporting seeds 100-104; 200-204
     "C6.1 vs kd tenth": "inconclusive",               # 200-204: inconclusive
     "C6.1 simultaneous tenth": "reproduced",          # 200-204: reproduced
     "C6.4 short labels tenth": "reproduced",          # 200-204: reproduced
-    "C6.5 small teacher tenth": "inconclusive",       # 200-204: inconclusive
-    "R paper's recipe tenth": "contradicted",         # 200-204: contradicted
+    "C6.5 small teacher tenth": "inconclusive",       # +0.6 [-3.5, +4.6]; 200-204: inconclusive, -4.7 [-10.5, +1.0]
+    "R paper's recipe tenth": "contradicted",         # -68.3 [-78.4, -58.2]; 200-204: -66.9 [-71.4, -62.3]
     "R pre-ReLU tenth": "inconclusive",               # 200-204: contradicted, -0.9 [-1.5, -0.3]
-    "R 1x1 regressor tenth": "inconclusive",          # 200-204: inconclusive
+    "R 1x1 regressor tenth": "inconclusive",          # +0.1 [-1.1, +1.2]; 200-204: inconclusive, -0.4 [-1.2, +0.4]
     "C6.2": "reproduced",                             # 200-204: reproduced
 }
 
