@@ -27,6 +27,7 @@ seed start from the same weights and see the same batches (see :mod:`kdkit.exper
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -35,7 +36,7 @@ import torch
 
 from kdkit import losses
 from kdkit.data import DataSplits, Split, stratified_fraction, without_classes
-from kdkit.experiments import start_here
+from kdkit.experiments import parallel, start_here
 from kdkit.experiments.mnist1d import STUDENT_RECIPE, train_student, trained_on_labels
 from kdkit.experiments.result_cache import cached, cached_run, data_fingerprint
 from kdkit.experiments.runs import Comparison, Interval, RunResult, Summary, summarize
@@ -254,8 +255,9 @@ def temperature_sweep(data: DataSplits, *, temperatures: Sequence[float] = SWEEP
     alpha = check_unit_interval("alpha", alpha)
     fraction = check_fraction("data fraction", fraction)
     seeds = _check_seeds(seeds)
-    return _sweep("T", {T: [student_run(data, T=T, alpha=alpha, fraction=fraction, seed=s) for s in seeds]
-                        for T in temperatures})
+    runs = parallel.run_all([functools.partial(student_run, data, T=T, alpha=alpha, fraction=fraction, seed=s)
+                             for T in temperatures for s in seeds])
+    return _sweep("T", {T: runs[i * len(seeds):(i + 1) * len(seeds)] for i, T in enumerate(temperatures)})
 
 
 def alpha_sweep(data: DataSplits, *, alphas: Sequence[float] = SWEEP_ALPHAS,
@@ -264,7 +266,8 @@ def alpha_sweep(data: DataSplits, *, alphas: Sequence[float] = SWEEP_ALPHAS,
     alphas = _check_values("alphas", alphas, check_unit_interval)
     T = check_positive("temperature T", T)
     seeds = _check_seeds(seeds)
-    return _sweep("alpha", {a: [student_run(data, T=T, alpha=a, seed=s) for s in seeds] for a in alphas})
+    runs = parallel.run_all([functools.partial(student_run, data, T=T, alpha=a, seed=s) for a in alphas for s in seeds])
+    return _sweep("alpha", {a: runs[i * len(seeds):(i + 1) * len(seeds)] for i, a in enumerate(alphas)})
 
 
 def chosen_temperature(sweep: Sweep) -> float:
@@ -282,8 +285,9 @@ def temperature_versus_one(data: DataSplits, T: float, *, alpha: float = DEFAULT
     T = check_positive("temperature T", T)
     alpha = check_unit_interval("alpha", alpha)
     seeds = _check_seeds(seeds)
-    chosen = [student_run(data, T=T, alpha=alpha, seed=s) for s in seeds]
-    at_one = [student_run(data, T=1.0, alpha=alpha, seed=s) for s in seeds]
+    runs = parallel.run_all([functools.partial(student_run, data, T=t, alpha=alpha, seed=s)
+                             for t in (T, 1.0) for s in seeds])
+    chosen, at_one = runs[:len(seeds)], runs[len(seeds):]
     return Comparison(f"T = {T:g} (chosen on validation) beats T = 1 on test",
                       treatment=summarize(chosen), control=summarize(at_one))
 

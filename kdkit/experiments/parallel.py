@@ -80,6 +80,14 @@ def compute_missing(calls: Sequence[Call], *, workers: int | None = None) -> int
     return len(todo)
 
 
+def run_all(calls: Sequence[Call], *, workers: int | None = None) -> list:
+    """The results of ``calls``, in order: those not cached yet are computed on every core first
+    (:func:`compute_missing`), then every call reads its result from the cache."""
+    calls = list(calls)
+    compute_missing(calls, workers=workers)
+    return [call() for call in calls]
+
+
 def _start_worker(payload: Path, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-c", "from kdkit.experiments.parallel import work; work()", str(payload)]
     with open(log, "wb") as errors:  # a file, not a pipe: a chatty worker can never block

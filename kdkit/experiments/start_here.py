@@ -7,9 +7,11 @@ validation split (see :func:`choose_on_validation`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from kdkit.data import DataSplits
+from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import train_student
 from kdkit.experiments.runs import Comparison, RunResult, summarize
 from kdkit.objectives import CrossEntropy, Distillation
@@ -35,8 +37,10 @@ def kd_versus_labels(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS
                      alpha: float = DEFAULT_ALPHA) -> Comparison:
     """KD student vs label-only student over ``seeds`` (last-epoch test accuracy), paired:
     on each seed both students start from the same weights and see the same batches."""
-    distilled = [student_run(data, T=T, alpha=alpha, seed=s) for s in seeds]
-    labels_only = [student_run(data, alpha=0.0, seed=s) for s in seeds]
+    seeds = list(seeds)
+    runs = parallel.run_all([functools.partial(student_run, data, T=T, alpha=a, seed=s)
+                             for a in (alpha, 0.0) for s in seeds])
+    distilled, labels_only = runs[:len(seeds)], runs[len(seeds):]
     return Comparison("KD student beats the label-only student",
                       treatment=summarize(distilled), control=summarize(labels_only))
 
