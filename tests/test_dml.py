@@ -223,3 +223,12 @@ def test_offline_kd_reuses_the_twin_trained_for_c41_as_its_teacher(small):
     from kdkit.train import evaluate
     assert evaluate(teacher, small.test)["acc"] == twin.test_acc
     assert recipe["epochs"] == twin.config["epochs"]
+
+
+def test_run_all_returns_every_result_in_the_order_of_the_calls(small):
+    calls = [functools.partial(dml.single_run, small, "mlp", seed=s, recipe=TINY_RECIPE) for s in (41, 42, 43)]
+    first = parallel.run_all(calls[:1], workers=2)                 # one missing call: computed here
+    results = parallel.run_all(calls, workers=2)                    # two more, by the workers
+    assert [r.config["seed"] for r in results] == [41, 42, 43]
+    assert results[0].test_acc == first[0].test_acc
+    assert parallel.missing(calls) == []
