@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from kdkit import losses
 from kdkit.experiments import stagewise
-from kdkit.models import weight_fingerprint
+from kdkit.models import build_model, weight_fingerprint
 from kdkit.objectives import Batch, SimultaneousHints, StageRegression
-from kdkit.train import Callback
+from kdkit.train import Callback, fit
 
 
 def small_split(data, n=96):
@@ -123,18 +123,20 @@ def test_a_stage_left_out_trains_with_the_classifier_on_labels(mnist1d):
     assert changed == {"stage2", "stage3", "classifier"}
 
 
-def test_the_regressor_is_trained_but_draws_no_random_numbers_of_the_run(mnist1d):
+def test_the_regressor_is_trained_with_its_stage_and_draws_no_random_numbers_of_the_run(mnist1d):
     state = torch.random.get_rng_state()
-    first = stagewise.stage_regressor(8, seed=3)
+    regressor = stagewise.stage_regressor(8, seed=3)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert torch.equal(first.weight, stagewise.stage_regressor(8, seed=3).weight)
+    assert torch.equal(regressor.weight, stagewise.stage_regressor(8, seed=3).weight)
+    before = state_of(regressor)
     split = small_split(mnist1d)
-    with_regressor = stagewise.build_student(mnist1d, seed=1)
-    plain = stagewise.build_student(mnist1d, seed=1)
-    for model, regressor in ((with_regressor, True), (plain, False)):
-        stagewise.train_stagewise(model, split, mnist1d.val, epochs=1, lr=1e-2, seed=1, stages=("stem",),
-                                  regressor=regressor)
-    assert weight_fingerprint(with_regressor) != weight_fingerprint(plain)
+    model = stagewise.build_student(mnist1d, seed=1)
+    parts = model.stage_modules()
+    untouched = state_of(parts["stage1"])
+    method = StageRegression("stem", teacher_feature="teacher.stem", regressor=regressor)
+    fit(model, split, None, objective=method, trainable=[parts["stem"]], epochs=1, lr=1e-2, seed=1)
+    assert any(not torch.equal(before[k], v) for k, v in state_of(regressor).items()), "the regressor did not train"
+    assert all(torch.equal(untouched[k], v) for k, v in state_of(parts["stage1"]).items())
 
 
 def test_every_arm_starts_from_the_same_weights_and_data(mnist1d):
@@ -150,8 +152,8 @@ def test_every_arm_starts_from_the_same_weights_and_data(mnist1d):
 
 def test_student_stages_have_the_teachers_shapes(mnist1d):
     student = stagewise.build_student(mnist1d, 0)
-    teacher = stagewise.build_student(mnist1d, 0).__class__(mnist1d.input_shape, 10, widths=stagewise.TEACHER["widths"],
-                                                            blocks=stagewise.TEACHER["blocks"])
+    teacher = build_model("resnet", mnist1d.input_shape, 10, seed=0, widths=stagewise.TEACHER["widths"],
+                          blocks=stagewise.TEACHER["blocks"])
     x = mnist1d.val.x[:4]
     ours, theirs = stagewise.teacher_maps(student, x), stagewise.teacher_maps(teacher, x)
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
