@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import time
+import types
 
 import ipywidgets
 import pytest
@@ -335,24 +336,41 @@ def test_the_seed_picker_cannot_rewrite_a_typed_value():
     assert seed.value == 3
 
 
-def test_the_live_plot_spaces_its_redraws_by_what_they_cost():
-    from kdkit.viz import LivePlot
+def test_the_live_plot_spaces_its_redraws_by_what_they_cost(monkeypatch):
+    """On a clock the test controls: an epoch costs 20 ms, a redraw 50 ms (wall-clock timing
+    would make the test depend on how busy the machine is)."""
+    from kdkit import viz
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(viz, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    render = viz.png_output
+
+    def slow_render(figure):
+        clock.now += 0.05
+        return render(figure)
+
+    monkeypatch.setattr(viz, "png_output", slow_render)
 
     def drawing_time(**spacing) -> tuple[float, int]:
-        live = LivePlot(ipywidgets.Output(), **spacing)
+        live = viz.LivePlot(ipywidgets.Output(), **spacing)
         history = History()
         live.on_fit_start(None, 30)
         for epoch in range(1, 31):
-            time.sleep(0.02)  # an epoch of a small model
+            clock.now += 0.02  # an epoch of a small model
             history.records.append({"epoch": epoch, "train_acc": 0.5, "val_acc": 0.4})
             live.on_epoch_end(history, None)
         live.on_fit_end(history)
         return live.drawing_seconds, live.draws
 
     every_epoch, drawn_every = drawing_time(min_interval=0.0, max_share=1.0)
+    assert drawn_every == 31 and every_epoch == pytest.approx(31 * 0.05)
+    # Spaced: the first epoch (cost not known yet), then once 0.05 * 9 s of training have
+    # passed (epoch 24), then the last epoch, which is always drawn.
     spaced, drawn_spaced = drawing_time(min_interval=0.0, max_share=0.1)
-    assert drawn_every == 31 and 2 <= drawn_spaced <= 6, (drawn_every, drawn_spaced)
-    assert spaced < every_epoch / 4
+    assert drawn_spaced == 3 and spaced == pytest.approx(3 * 0.05)
+    # The interval floor wins when drawing is cheap.
+    _, drawn_floored = drawing_time(min_interval=0.19, max_share=1.0)
+    assert drawn_floored == 4  # epochs 10, 20 and 30, and the last one again
 
 
 def test_the_live_plot_draws_the_metrics_the_panel_names():
