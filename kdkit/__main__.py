@@ -21,6 +21,7 @@ EXPERIMENTS = {
     "dml": "kdkit.experiments.dml",
     "byot": "kdkit.experiments.byot",
     "stagewise": "kdkit.experiments.stagewise",
+    "multi_teacher": "kdkit.experiments.multi_teacher",
 }
 
 

@@ -161,26 +161,38 @@ class VirtualTeacher:
 
 @dataclass(frozen=True)
 class MultiTeacher:
-    """KD from several teachers' cached logits through their weighted-average soft targets.
+    """KD from several teachers' cached logits through one combined target.
 
     Reads ``batch.extras[f"{name}.logits"]`` for every name in ``teachers`` (cache them with
-    :func:`kdkit.train.with_teacher_outputs`); see :func:`kdkit.losses.multi_teacher_kd_loss`.
+    :func:`kdkit.train.with_teacher_outputs`). ``weights``: one number per teacher, None for
+    uniform, or ``"confidence"``: per example, each teacher's probability of the true class
+    (:func:`kdkit.losses.confidence_weights`). ``combine``: average the softened probabilities
+    or the logits (see :func:`kdkit.losses.multi_teacher_kd_loss`).
     """
     teachers: tuple[str, ...]
     T: float = 4.0
     alpha: float = 0.5
-    weights: tuple[float, ...] | None = None
+    weights: tuple[float, ...] | str | None = None
+    combine: str = "probabilities"
 
     def __post_init__(self):
         if len(self.teachers) == 0:
             raise ValueError("teachers must name at least one cached teacher")
         check_temperature(self.T)
         check_unit_interval("alpha", self.alpha)
+        check_choice("combine", self.combine, losses.TEACHER_COMBINATIONS)
+        if isinstance(self.weights, str):
+            check_choice("weights", self.weights, ("confidence",))
+        elif self.weights is not None and len(self.weights) != len(self.teachers):
+            raise ValueError(f"weights must hold one number per teacher ({len(self.teachers)}), "
+                             f"got {list(self.weights)}")
 
     def __call__(self, logits: Tensor, batch: Batch) -> Tensor:
         teacher_logits = [_extra(batch, f"{name}.logits", self) for name in self.teachers]
-        return losses.multi_teacher_kd_loss(logits, teacher_logits, batch.y, T=self.T,
-                                            alpha=self.alpha, weights=self.weights)
+        weights = (losses.confidence_weights(teacher_logits, batch.y) if self.weights == "confidence"
+                   else self.weights)
+        return losses.multi_teacher_kd_loss(logits, teacher_logits, batch.y, T=self.T, alpha=self.alpha,
+                                            weights=weights, combine=self.combine)
 
 
 UPDATE_ORDERS = ("simultaneous", "sequential", "alternating")

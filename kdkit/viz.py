@@ -214,6 +214,41 @@ def plot_stage_losses(histories: Mapping[str, History], *, title: str = "") -> F
     return fig
 
 
+def plot_views(x: torch.Tensor, views: Mapping[str, torch.Tensor], *, title: str = "") -> Figure:
+    """One signal seen through each view (name -> the viewed signal, 1-D), side by side."""
+    fig = new_figure(2.6 * len(views), 2.0)
+    axes = fig.subplots(1, len(views), squeeze=False)[0]
+    for index, (ax, (name, seen)) in enumerate(zip(axes, views.items())):
+        style = {"linewidth": 1.2, "color": f"C{index}"}
+        if name == "spectrum":
+            ax.bar(range(seen.shape[-1]), seen.numpy(), color=f"C{index}")
+            ax.set_xlabel("frequency bin", fontsize=8)
+        else:
+            ax.plot(seen.numpy(), **style)
+            ax.set_xlabel("position", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_teacher_weights(weights: Mapping[str, float], *, title: str = "the teachers' weights") -> Figure:
+    """Each teacher's share of the mixed target, ``mu_j / sum mu`` (a teacher left out: 0)."""
+    total = sum(weights.values())
+    shares = [w / total if total > 0 else 0.0 for w in weights.values()]
+    fig = new_figure(3.2, 0.5 + 0.28 * len(weights))
+    ax = fig.add_subplot()
+    positions = range(len(weights) - 1, -1, -1)
+    ax.barh(list(positions), shares, color=[f"C{i}" for i in range(len(weights))])
+    ax.set_yticks(list(positions), list(weights), fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the target" if total > 0 else "no teacher: labels only", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 def plot_soft_targets(logits: torch.Tensor, temperatures: Sequence[float],
                       class_names: Sequence[str], *, true_class: int | None = None) -> Figure:
     """One example's softened distribution ``softmax(z / T)`` at several temperatures.

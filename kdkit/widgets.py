@@ -27,7 +27,7 @@ import ipywidgets as widgets
 
 from kdkit.experiments.runs import RunResult
 from kdkit.train import Callback, FitInterrupted, History
-from kdkit.viz import LivePlot
+from kdkit.viz import LivePlot, png_output
 
 NOT_LIVE = ("[kdkit playground: it needs a running kernel. Run the cells above (Run > Run All "
             "Cells), then this cell, to use it.]")
@@ -50,6 +50,26 @@ def seed_picker(value: int = 0) -> widgets.Dropdown:
     become 37 (as it did in a number box)."""
     return widgets.Dropdown(options=list(range(50)), value=value, description="seed",
                             layout={"width": "150px"}, style=_WIDE_LABEL)
+
+
+class LiveFigure(widgets.Output):
+    """An output that shows ``figure_of(settings)`` and redraws it whenever a control moves (for
+    a cheap picture of the settings, e.g. the teachers' weights; never for training)."""
+
+    def __init__(self, controls: Mapping[str, widgets.ValueWidget], figure_of: Callable[[dict], object], **layout):
+        super().__init__(**({"layout": layout} if layout else {}))
+        self.controls, self.figure_of = dict(controls), figure_of
+        for control in self.controls.values():
+            control.observe(self.redraw, names="value")
+        self.redraw()
+
+    def redraw(self, _change=None) -> None:
+        settings = {name: control.value for name, control in self.controls.items()}
+        self.outputs = (png_output(self.figure_of(settings)),)
+
+    def __repr__(self) -> str:
+        # What a notebook shows when it is opened without a kernel (no widget state stored).
+        return "[kdkit: a chart that follows the playground's controls; it needs a running kernel]"
 
 
 _WIDE_LABEL = {"description_width": "initial"}  # a label is shown whole, never cut to "bottlenec..."

@@ -441,6 +441,69 @@ def test_averaged_soft_targets_is_weighted_mean_of_softmaxes(rng):
     close(got, expected)
 
 
+def test_kd_to_the_mixture_has_the_gradient_of_the_mixture_of_kd_losses(rng):
+    """KL(q || p_s) and sum_j mu_j KL(p_j || p_s) differ by a constant of the teachers, so
+    with q = sum_j mu_j p_j (weights summing to 1) their gradients in z_s are equal."""
+    T, alpha, weights = 3.0, 0.8, [0.2, 0.5, 0.3]
+    zs, y = logits(rng, B, K, requires_grad=True), labels(rng)
+    teachers = [logits(rng, B, K) for _ in range(3)]
+    mixture = losses.multi_teacher_kd_loss(zs, teachers, y, T=T, alpha=alpha, weights=weights)
+    each = sum(w * losses.kd_loss(zs, z, y, T=T, alpha=alpha) for w, z in zip(weights, teachers))
+    close(grad_of(mixture, zs), grad_of(each, zs))
+    assert each.item() > mixture.item()   # the values differ: the mixture's KL is the smaller (Jensen)
+
+
+def test_logit_averaging_is_a_different_target(rng):
+    T = 2.0
+    zs, y = logits(rng, B, K, requires_grad=True), labels(rng)
+    teachers = [logits(rng, B, K) for _ in range(2)]
+    got = losses.multi_teacher_kd_loss(zs, teachers, y, T=T, alpha=1.0, weights=[1.0, 3.0], combine="logits")
+    mean_logits = (teachers[0] + 3 * teachers[1]) / 4
+    expected = T * T * ref_kl(ref_probs(mean_logits, T), ref_probs(zs, T))
+    close(got, expected)
+    close(grad_of(got, zs), grad_of(expected, zs))
+    # softened, the mean of logits is the normalised geometric mean of the softened probabilities
+    geometric = (ref_probs(teachers[0], T) ** 0.25) * (ref_probs(teachers[1], T) ** 0.75)
+    close(losses.soft_targets(losses.averaged_logits(teachers, weights=[1.0, 3.0]), T=T),
+          geometric / geometric.sum(dim=1, keepdim=True))
+    probabilities = losses.multi_teacher_kd_loss(zs, teachers, y, T=T, alpha=1.0, weights=[1.0, 3.0])
+    assert abs(probabilities.item() - got.item()) > 1e-4
+    # with one teacher, both are Hinton KD
+    close(losses.multi_teacher_kd_loss(zs, teachers[:1], y, T=T, alpha=0.5, combine="logits"),
+          losses.kd_loss(zs, teachers[0], y, T=T, alpha=0.5))
+
+
+def test_per_example_weights(rng):
+    T = 2.0
+    teachers = [logits(rng, B, K) for _ in range(3)]
+    y = labels(rng)
+    mu = torch.rand(3, B, generator=rng, dtype=DOUBLE) + 0.1
+    got = losses.averaged_soft_targets(teachers, T=T, weights=mu)
+    for b in range(B):
+        expected = sum(mu[j, b] * ref_probs(teachers[j], T)[b] for j in range(3)) / mu[:, b].sum()
+        close(got[b], expected)
+    # a weight of zero for every teacher but one on an example: that teacher's target there
+    only = torch.zeros(3, B)
+    only[torch.arange(B) % 3, torch.arange(B)] = 1.0
+    picked = losses.averaged_soft_targets(teachers, T=T, weights=only)
+    for b in range(B):
+        close(picked[b], ref_probs(teachers[b % 3], T)[b])
+    # confidence weights: each teacher's probability of the true class, detached
+    confident = losses.confidence_weights(teachers, y)
+    assert confident.shape == (3, B) and not confident.requires_grad
+    for j in range(3):
+        close(confident[j], ref_probs(teachers[j])[torch.arange(B), y])
+
+
+def test_per_example_weights_must_have_one_per_teacher_and_example(rng):
+    zs, zt, y = logits(rng, B, K), logits(rng, B, K), labels(rng)
+    for weights in (torch.ones(2, B + 1), torch.ones(3, B), torch.zeros(2, B), -torch.ones(2, B)):
+        with pytest.raises(ValueError, match="weights"):
+            losses.multi_teacher_kd_loss(zs, [zt, zt], y, weights=weights)
+    with pytest.raises(KeyError, match="combine"):
+        losses.multi_teacher_kd_loss(zs, [zt], y, combine="median")
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: a clear error naming the argument
 # --------------------------------------------------------------------------------------

@@ -124,3 +124,21 @@ def test_differences_plot_marks_the_intervals_that_miss_zero():
     filled = [m.get_markerfacecolor() != "white" for m in markers]
     assert filled == [True, False]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["y - labels (tenth)", "x - labels (tenth)"]
+
+
+def test_views_plot_draws_one_panel_per_view_and_the_spectrum_as_bars():
+    from kdkit.views import VIEWS
+
+    x = torch.randn(40)
+    fig = viz.plot_views(x, {name: view(x[None])[0] for name, view in VIEWS.items()}, title="t")
+    assert [ax.get_title() for ax in fig.axes] == list(VIEWS)
+    assert len(fig.axes[2].patches) == 21 and len(fig.axes[0].get_lines()) == 1
+
+
+def test_teacher_weights_plot_shows_each_teachers_share():
+    fig = viz.plot_teacher_weights({"a": 1.0, "b": 3.0, "c": 0.0})
+    widths = [bar.get_width() for bar in fig.axes[0].patches]
+    assert widths == pytest.approx([0.25, 0.75, 0.0])
+    empty = viz.plot_teacher_weights({"a": 0.0, "b": 0.0})
+    assert [bar.get_width() for bar in empty.axes[0].patches] == [0.0, 0.0]
+    assert "labels only" in empty.axes[0].get_xlabel()

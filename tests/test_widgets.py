@@ -381,3 +381,21 @@ def test_the_live_plot_draws_the_metrics_the_panel_names():
     click(panel)
     assert panel._live_plot(panel.settings()).metrics == ("val_acc", "train_loss")
     assert _png_outputs(panel.plot)
+
+
+def test_a_live_figure_redraws_when_a_control_moves():
+    drawn = []
+    slider = ipywidgets.FloatSlider(value=0.5)
+    box = ipywidgets.Checkbox(value=True)
+
+    def figure_of(settings):
+        drawn.append(dict(settings))
+        from kdkit.viz import plot_teacher_weights
+        return plot_teacher_weights({"a": settings["w"] if settings["on"] else 0.0, "b": 1.0})
+
+    output = widgets.LiveFigure({"w": slider, "on": box}, figure_of)
+    assert drawn == [{"w": 0.5, "on": True}] and _png_outputs(output)
+    slider.value = 0.2
+    box.value = False
+    assert drawn[-2:] == [{"w": 0.2, "on": True}, {"w": 0.2, "on": False}]
+    assert "needs a running kernel" in repr(output)

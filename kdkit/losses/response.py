@@ -29,8 +29,8 @@ Tensor = torch.Tensor
 __all__ = ["soft_targets", "cross_entropy", "distillation_kl", "kl_to_target", "soft_cross_entropy",
            "kd_loss", "logit_l2_loss", "centred_logit_mse", "label_smoothing_loss",
            "virtual_teacher_probs", "tfkd_reg_loss", "mutual_learning_loss",
-           "averaged_soft_targets", "multi_teacher_kd_loss", "TFKD_MODES", "PEER_TARGETS",
-           "PEER_AVERAGES"]
+           "averaged_soft_targets", "averaged_logits", "confidence_weights", "multi_teacher_kd_loss",
+           "TFKD_MODES", "PEER_TARGETS", "PEER_AVERAGES", "TEACHER_COMBINATIONS"]
 
 
 # --------------------------------------------------------------------------------------
@@ -314,36 +314,74 @@ def mutual_learning_loss(student_logits: Tensor, peer_logits: Sequence[Tensor], 
     return hard + weight * mimicry
 
 
+TEACHER_COMBINATIONS = ("probabilities", "logits")
+
+
 def averaged_soft_targets(teacher_logits: Sequence[Tensor], *, T: float = 1.0,
-                          weights: Sequence[float] | None = None) -> Tensor:
+                          weights: Sequence[float] | Tensor | None = None) -> Tensor:
     """Weighted average of several teachers' softened outputs, ``sum_j mu_j p_j^T / sum_j mu_j``.
 
-    The multi-teacher soft target (e.g. Wu et al. 2019); uniform weights when ``weights``
-    is None. Detached: the result is a fixed target.
+    The multi-teacher soft target (e.g. Wu et al. 2019); uniform weights when ``weights`` is
+    None. ``weights`` holds one number per teacher (J,), or one per teacher and example (J, B)
+    (e.g. :func:`confidence_weights`); they are normalised over the teachers. Detached: the
+    result is a fixed target.
     """
-    if len(teacher_logits) == 0:
-        raise ValueError("teacher_logits must hold at least one teacher's logits")
-    for j, z in enumerate(teacher_logits):
-        check_logits(f"teacher_logits[{j}]", z)
-        check_same_shape("teacher_logits[0]", teacher_logits[0], f"teacher_logits[{j}]", z)
-    mu = _check_weights(weights, len(teacher_logits))
+    _check_teachers(teacher_logits)
+    mu = _check_weights(weights, len(teacher_logits), batch=teacher_logits[0].shape[0])
     T = check_temperature(T)
     probs = torch.stack([F.softmax(z.detach() / T, dim=1) for z in teacher_logits])  # (J, B, K)
-    mu = mu.to(probs.dtype)
-    return (mu[:, None, None] * probs).sum(dim=0) / mu.sum()
+    mu = _per_example(mu.to(probs.dtype), probs.shape[1])                              # (J, B)
+    return (mu[:, :, None] * probs).sum(dim=0) / mu.sum(dim=0)[:, None]
+
+
+def averaged_logits(teacher_logits: Sequence[Tensor], *,
+                    weights: Sequence[float] | Tensor | None = None) -> Tensor:
+    """Weighted average of several teachers' *logits*, ``sum_j mu_j z_j / sum_j mu_j`` (detached).
+
+    Softened, it is a normalised *geometric* mean of the teachers' probabilities: a class
+    keeps mass only where every teacher gives it some, while the average of probabilities
+    (:func:`averaged_soft_targets`) keeps every teacher's opinion.
+    """
+    _check_teachers(teacher_logits)
+    mu = _check_weights(weights, len(teacher_logits), batch=teacher_logits[0].shape[0])
+    logits = torch.stack([z.detach() for z in teacher_logits])                          # (J, B, K)
+    mu = _per_example(mu.to(logits.dtype), logits.shape[1])
+    return (mu[:, :, None] * logits).sum(dim=0) / mu.sum(dim=0)[:, None]
+
+
+def confidence_weights(teacher_logits: Sequence[Tensor], labels: Tensor) -> Tensor:
+    """Per-example teacher weights: each teacher's probability of the true class, (J, B).
+
+    A teacher counts on an example in proportion to how sure it is of the right answer there,
+    so a teacher that is wrong on an example hardly counts on it (in the spirit of
+    confidence-aware multi-teacher KD, Zhang, Chen & Wang, ICASSP 2022, which weights by a
+    softmax of minus each teacher's cross-entropy). The labels must be known.
+    """
+    _check_teachers(teacher_logits)
+    check_labels("labels", labels, batch=teacher_logits[0].shape[0], num_classes=teacher_logits[0].shape[1])
+    probs = torch.stack([F.softmax(z.detach(), dim=1) for z in teacher_logits])         # (J, B, K)
+    return probs.gather(2, labels[None, :, None].expand(len(teacher_logits), -1, 1)).squeeze(2)
 
 
 def multi_teacher_kd_loss(student_logits: Tensor, teacher_logits: Sequence[Tensor], labels: Tensor,
                           *, T: float = 4.0, alpha: float = 0.5,
-                          weights: Sequence[float] | None = None) -> Tensor:
-    """KD from several teachers through their weighted-average soft targets ``q``.
+                          weights: Sequence[float] | Tensor | None = None,
+                          combine: str = "probabilities") -> Tensor:
+    """KD from several teachers through one combined target.
 
-    ``L = (1 - alpha) CE(z_s, y) + alpha * T^2 * KL(q || p_s^T)`` with ``q`` from
-    :func:`averaged_soft_targets`. With one teacher it equals :func:`kd_loss`.
+    ``L = (1 - alpha) CE(z_s, y) + alpha * T^2 * KL(q || p_s^T)``. ``combine`` "probabilities":
+    ``q`` the weighted average of the teachers' softened outputs (:func:`averaged_soft_targets`;
+    the same gradient as the weighted average of one KD loss per teacher); "logits": ``q`` the
+    softened weighted average of their logits (:func:`averaged_logits`, a different target).
+    With one teacher both equal :func:`kd_loss`.
     """
     _check_student_and_labels(student_logits, labels)
     alpha = check_unit_interval("alpha", alpha)
-    target = averaged_soft_targets(teacher_logits, T=T, weights=weights)
+    check_choice("combine", combine, TEACHER_COMBINATIONS)
+    if combine == "probabilities":
+        target = averaged_soft_targets(teacher_logits, T=T, weights=weights)
+    else:
+        target = soft_targets(averaged_logits(teacher_logits, weights=weights), T=check_temperature(T))
     check_same_shape("student_logits", student_logits, "teacher logits", target)
     hard = F.cross_entropy(student_logits, labels)
     return (1 - alpha) * hard + alpha * kl_to_target(student_logits, target, T=T)
@@ -365,12 +403,29 @@ def _check_student_and_labels(student_logits: Tensor, labels: Tensor) -> None:
                  num_classes=student_logits.shape[1])
 
 
-def _check_weights(weights, count: int) -> Tensor:
+def _check_teachers(teacher_logits: Sequence[Tensor]) -> None:
+    if len(teacher_logits) == 0:
+        raise ValueError("teacher_logits must hold at least one teacher's logits")
+    for j, z in enumerate(teacher_logits):
+        check_logits(f"teacher_logits[{j}]", z)
+        check_same_shape("teacher_logits[0]", teacher_logits[0], f"teacher_logits[{j}]", z)
+
+
+def _check_weights(weights, count: int, *, batch: int | None = None) -> Tensor:
+    """Teacher weights: (count,), or (count, batch) per example; finite, >= 0, and not all
+    zero for any example."""
     if weights is None:
         return torch.ones(count)
-    mu = torch.as_tensor(weights, dtype=torch.float64)
-    if mu.shape != (count,) or not bool(torch.isfinite(mu).all()) or bool((mu < 0).any()) \
-            or float(mu.sum()) <= 0:
-        raise ValueError(f"weights must be {count} finite numbers >= 0, not all zero "
-                         f"(one per teacher), got {list(weights)}")
+    mu = torch.as_tensor(weights.detach() if isinstance(weights, Tensor) else weights, dtype=torch.float64)
+    shapes = [(count,)] + ([(count, batch)] if batch is not None else [])
+    if tuple(mu.shape) not in shapes or not bool(torch.isfinite(mu).all()) or bool((mu < 0).any()) \
+            or bool((mu.sum(dim=0) <= 0).any()):
+        shown = list(weights) if mu.dim() == 1 else f"a tensor of shape {tuple(mu.shape)}"
+        raise ValueError(f"weights must be {count} finite numbers >= 0, not all zero (one per teacher"
+                         f"{', or one per teacher and example' if batch is not None else ''}), got {shown}")
     return mu
+
+
+def _per_example(mu: Tensor, batch: int) -> Tensor:
+    """Teacher weights as (J, B): a weight per teacher is the same for every example."""
+    return mu[:, None].expand(-1, batch) if mu.dim() == 1 else mu

@@ -21,8 +21,8 @@ from kdkit.data import load_mnist1d
 from kdkit.exercises import stagewise as exercises
 from kdkit.exercises.feedback import measured_outcome
 from kdkit.experiments import parallel, stagewise
-from kdkit.experiments.runs import within_one_step
 from kdkit.storage import CACHE_ENV_VAR, lookup_only
+from verdict_tests import verdict_tests
 
 pytestmark = pytest.mark.claims
 
@@ -56,29 +56,9 @@ def verdicts(notebook_cache):
             return stagewise.claims(data)
 
 
-def test_every_claim_of_the_notebook_has_an_expected_verdict(verdicts):
-    assert set(verdicts) == set(EXPECTED)
-    assert set(stagewise.ROBUST_CLAIMS) <= set(EXPECTED)
-
-
-@pytest.mark.parametrize("key", list(EXPECTED))
-def test_verdict_category_on_the_reporting_seeds(verdicts, key):
-    comparison = verdicts[key]
-    assert within_one_step(comparison.verdict, EXPECTED[key]), comparison.report()
-
-
-@pytest.mark.parametrize("key", list(EXPECTED))
-def test_headline_verdict_states_a_category_only_where_both_seed_sets_agree(verdicts, key):
-    stated = stagewise.headline_verdict(key, verdicts[key])
-    if key in stagewise.ROBUST_CLAIMS:
-        assert stated == EXPECTED[key], verdicts[key].report()
-    else:
-        assert stated.startswith("inconclusive"), stated
-
-
-def test_every_arm_is_paired_on_the_reporting_seeds(verdicts):
-    for comparison in verdicts.values():
-        assert comparison.treatment.seeds == comparison.control.seeds == stagewise.REPORTING_SEEDS
+(test_every_claim_of_the_notebook_has_an_expected_verdict, test_verdict_category_on_the_reporting_seeds,
+ test_headline_verdict_states_a_category_only_where_both_seed_sets_agree,
+ test_every_arm_is_paired_on_the_reporting_seeds) = verdict_tests(stagewise, EXPECTED)
 
 
 def test_the_exercises_check_against_the_measured_comparisons(verdicts):
