@@ -14,6 +14,8 @@ the raw signal (its logits can be cached with :func:`kdkit.train.with_teacher_ou
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 from typing import Callable, Sequence
 
 import torch
@@ -45,6 +47,13 @@ def view_shape(view: str, input_shape: Sequence[int]) -> tuple[int, ...]:
     """The shape of one example after ``view`` (without the batch dimension)."""
     check_choice("view", view, VIEWS)
     return tuple(VIEWS[view](torch.zeros(1, *input_shape)).shape[1:])
+
+
+def view_source(view: str) -> str:
+    """A short hash of the view's code: part of a cached teacher's key, so that a teacher trained on
+    one version of a view is never loaded to read another."""
+    check_choice("view", view, VIEWS)
+    return hashlib.sha256(inspect.getsource(VIEWS[view]).encode()).hexdigest()[:12]
 
 
 class Viewed(nn.Module):

@@ -353,14 +353,20 @@ def confidence_weights(teacher_logits: Sequence[Tensor], labels: Tensor) -> Tens
     """Per-example teacher weights: each teacher's probability of the true class, (J, B).
 
     A teacher counts on an example in proportion to how sure it is of the right answer there,
-    so a teacher that is wrong on an example hardly counts on it (in the spirit of
-    confidence-aware multi-teacher KD, Zhang, Chen & Wang, ICASSP 2022, which weights by a
-    softmax of minus each teacher's cross-entropy). The labels must be known.
+    so a teacher that is wrong on an example hardly counts on it. This is kdkit's simple form of
+    the idea; confidence-aware multi-teacher KD (CA-MKD, Zhang, Chen & Wang, ICASSP 2022) also
+    weights each teacher per example by its cross-entropy against the label, with a formula of
+    its own. The labels must be known. Weights are at least ``CONFIDENCE_FLOOR``, so that an
+    example on which every teacher is confidently wrong gets equal weights, not a division by 0.
     """
     _check_teachers(teacher_logits)
     check_labels("labels", labels, batch=teacher_logits[0].shape[0], num_classes=teacher_logits[0].shape[1])
     probs = torch.stack([F.softmax(z.detach(), dim=1) for z in teacher_logits])         # (J, B, K)
-    return probs.gather(2, labels[None, :, None].expand(len(teacher_logits), -1, 1)).squeeze(2)
+    right = probs.gather(2, labels[None, :, None].expand(len(teacher_logits), -1, 1)).squeeze(2)
+    return right.clamp_min(CONFIDENCE_FLOOR)
+
+
+CONFIDENCE_FLOOR = 1e-12
 
 
 def multi_teacher_kd_loss(student_logits: Tensor, teacher_logits: Sequence[Tensor], labels: Tensor,
