@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdkit.losses import kd_loss
+from kdkit.losses import cross_entropy, distillation_kl, kd_loss, soft_targets
 from kdkit.validation import check_choice, check_temperature, check_unit_interval
 
 Tensor = torch.Tensor
@@ -73,21 +73,16 @@ def kd_loss_as_in(convention: str, student_logits: Tensor, teacher_logits: Tenso
     T, alpha = check_temperature(T), check_unit_interval("alpha", alpha)
     if convention in KDKIT_FORM:
         return kd_loss(student_logits, teacher_logits, labels, T=T, alpha=alpha)
-    hard = F.cross_entropy(student_logits, labels)
-    log_p_s = F.log_softmax(student_logits / T, dim=1)
-    p_t = F.softmax(teacher_logits.detach() / T, dim=1)
-    kl_per_example = (p_t * (p_t.clamp_min(1e-30).log() - log_p_s)).sum(dim=1)
-    if convention == "torchdistill":
-        if alpha == 0:
-            return kl_per_example.mean()                      # its early return: no T^2, no labels
-        return alpha * hard + (1 - alpha) * T * T * kl_per_example.mean()
-    if convention == "Keras example":
-        return alpha * hard + (1 - alpha) * T * T * kl_per_example.mean()
+    hard = cross_entropy(student_logits, labels)
+    soft = distillation_kl(student_logits, teacher_logits, T=T)          # T^2 KL, batchmean
+    if convention == "torchdistill" and alpha == 0:
+        return soft / (T * T)                                         # its early return: no T^2, no labels
+    if convention in ("torchdistill", "Keras example"):
+        return alpha * hard + (1 - alpha) * soft
     if convention == "KD-Lib":
-        mse = F.mse_loss(log_p_s.exp(), p_t)                  # nn.MSELoss(): mean over B x K
-        return (1 - alpha) * hard + alpha * T * T * mse
-    classes = student_logits.shape[1]                         # nn.KLDivLoss(): mean over B x K
-    return (1 - alpha) * hard + alpha * T * T * kl_per_example.mean() / classes
+        mse = F.mse_loss(soft_targets(student_logits, T=T), soft_targets(teacher_logits.detach(), T=T))
+        return (1 - alpha) * hard + alpha * T * T * mse               # nn.MSELoss(): mean over B x K
+    return (1 - alpha) * hard + alpha * soft / student_logits.shape[1]  # nn.KLDivLoss(): mean over B x K
 
 
 def conventions_table(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *, T: float,

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from kdkit.exercises import ba_caruana as ex01
 from kdkit.exercises import hinton as ex02
+from kdkit.exercises import knowledge as ex08
+from kdkit.exercises import multi_teacher as ex07
+from kdkit.exercises import stagewise as ex06
 from kdkit.exercises import start_here as ex00
 from kdkit.exercises.feedback import Feedback
 from kdkit.experiments.hinton import OmittedClass, OmittedRun
@@ -125,10 +128,26 @@ def test_notebook_02_plot_solution_passes_and_quotes_the_plotted_numbers(kd_afte
 
 
 # --------------------------------------------------------------------------------------
+# Notebooks 06 and 07: predict, then read a measured comparison
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module", [ex06, ex07])
+def test_prediction_and_reading_follow_the_paired_interval(module):
+    higher, lower, unclear = (comparison(OUTCOMES[o]) for o in ("higher", "lower", "no clear difference"))
+    assert module.check_prediction("higher", higher) and not module.check_prediction("lower", higher)
+    assert module.check_prediction("no clear difference", unclear)
+    assert module.check_reading("a", higher) and module.check_reading("b", lower)
+    assert module.check_reading("c", unclear) and not module.check_reading("a", unclear)
+    for number in (3, 4):
+        assert "How to" in module.solution(number)
+
+
+# --------------------------------------------------------------------------------------
 # Every module: every exercise has a solution, and an unknown number is refused
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module, numbers", [(ex00, (1, 2)), (ex01, (1, 2, 3, 4)), (ex02, (1, 2, 3, 4, 5))])
+@pytest.mark.parametrize("module, numbers", [(ex00, (1, 2)), (ex01, (1, 2, 3, 4)), (ex02, (1, 2, 3, 4, 5)),
+                                             (ex06, (1, 2, 3, 4)), (ex07, (1, 2, 3, 4)), (ex08, (1,))])
 def test_every_exercise_has_a_solution(module, numbers):
     for number in numbers:
         assert isinstance(module.solution(number), str) and module.solution(number)

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from kdkit.exercises import stagewise as exercises
-from kdkit.experiments.runs import Comparison, Summary
 
 
 def solution_function(number: int):
@@ -82,24 +81,3 @@ def test_freeze_checker_leaves_the_learners_random_state_alone():
     state = torch.random.get_rng_state()
     exercises.check_freeze(solution_function(2))
     assert torch.equal(state, torch.random.get_rng_state())
-
-
-SEEDS = (100, 101, 102, 103, 104)
-
-
-def comparison(differences) -> Comparison:
-    control = Summary(tuple(0.8 + 0.01 * i for i in range(5)), SEEDS)
-    return Comparison("stagewise against labels", Summary(tuple(c + d for c, d in zip(control.values, differences)),
-                                                           SEEDS), control)
-
-
-def test_prediction_and_reading_follow_the_paired_interval():
-    higher, lower, unclear = (comparison(d) for d in ((0.05, 0.04, 0.06, 0.05, 0.04),
-                                                      (-0.05, -0.04, -0.06, -0.05, -0.04),
-                                                      (0.05, -0.04, 0.01, -0.02, 0.0)))
-    assert exercises.check_prediction("higher", higher) and not exercises.check_prediction("lower", higher)
-    assert exercises.check_prediction("no clear difference", unclear)
-    assert exercises.check_reading("a", higher) and exercises.check_reading("b", lower)
-    assert exercises.check_reading("c", unclear) and not exercises.check_reading("a", unclear)
-    for number in (3, 4):
-        assert "How to" in exercises.solution(number)

@@ -34,7 +34,7 @@ from kdkit.experiments import dml, parallel
 from kdkit.experiments.mnist1d import STUDENT_RECIPE, TEACHER_RECIPE, teacher as raw_teacher
 from kdkit.experiments.result_cache import cached_run
 from kdkit.experiments.runs import (Comparison, RunResult, Summary, claims_on_two_seed_sets, stated_verdict,
-                                    validation_score)
+                                    summarize, validation_score)
 from kdkit.models import build_model, weight_fingerprint
 from kdkit.objectives import CrossEntropy, MultiTeacher
 from kdkit.train import Callback, History, ProgressBar, evaluate, fit, predict_logits, with_teacher_outputs
@@ -155,7 +155,7 @@ def with_teachers(data: DataSplits, names: Sequence[str] = tuple(TEACHERS)) -> D
     """The data with every named teacher's logits cached on each split (``extras["<name>.logits"]``),
     computed once per process for the same data and teachers (dozens of runs read them)."""
     models = teacher_models(data, names)
-    key = (data.fingerprint(), tuple((name, weight_fingerprint(m)) for name, m in models.items()))
+    key = (data.fingerprint(), tuple(_fingerprints(models).items()))
     if key not in _TAUGHT:
         if len(_TAUGHT) >= 16:
             _TAUGHT.clear()
@@ -169,7 +169,11 @@ _TAUGHT: dict[tuple, DataSplits] = {}
 def teacher_fingerprints(data: DataSplits, names: Sequence[str]) -> dict[str, str]:
     """Each named teacher's weight fingerprint: part of a student run's cache key, so that a
     student is never read back for a teacher other than the one it learned from."""
-    return {name: weight_fingerprint(model) for name, model in teacher_models(data, names).items()}
+    return _fingerprints(teacher_models(data, names))
+
+
+def _fingerprints(models: Mapping[str, nn.Module]) -> dict[str, str]:
+    return {name: weight_fingerprint(model) for name, model in models.items()}
 
 
 def accuracy_weights(data: DataSplits, names: Sequence[str]) -> tuple[float, ...]:
@@ -325,10 +329,6 @@ def _member(fused: RunResult, name: str) -> RunResult:
                      test_acc=fused.test_acc_per_output[name], seconds=fused.test_metrics[f"seconds/{name}"])
 
 
-def _test(runs: Sequence[RunResult], seeds: Sequence[int]) -> Summary:
-    return Summary(tuple(r.test_acc for r in runs), tuple(seeds))
-
-
 def best_single(data: DataSplits, names: Sequence[str], seeds: Sequence[int], regime: str = "all") -> Summary:
     """Per seed, the test accuracy of the single-teacher student whose *validation* accuracy is
     highest among ``names``: the teacher a practitioner would have picked."""
@@ -398,14 +398,15 @@ def claims(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[
     verdicts = {}
     for regime in REGIMES:
         def arm(name):
-            return _test([arm_run(data, name, seed=s, regime=regime) for s in seeds], seeds)
+            return summarize([arm_run(data, name, seed=s, regime=regime) for s in seeds])
 
-        fused = _test([fused_students(data, seed=s, regime=regime) for s in seeds], seeds)
+        fused = summarize([fused_students(data, seed=s, regime=regime) for s in seeds])
+        best_view = best_single(data, VIEW_TEACHERS, seeds, regime)
         versus = {
             "C7.1 views vs raw": ("views", arm("raw")),
             "C7.1 views vs difference": ("views", arm("difference")),
             "C7.1 views vs spectrum": ("views", arm("spectrum")),
-            "C7.1 views vs best single": ("views", best_single(data, VIEW_TEACHERS, seeds, regime)),
+            "C7.1 views vs best single": ("views", best_view),
             "C7.1 seeds vs raw": ("seeds", arm("raw")),
             "C7.1 seeds vs raw_seed1": ("seeds", arm("raw_seed1")),
             "C7.1 seeds vs raw_seed2": ("seeds", arm("raw_seed2")),
@@ -416,7 +417,7 @@ def claims(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[
             "C7.4 logit average": ("views, logit average", arm("views")),
             "C7.5 difference vs raw": ("difference", arm("raw")),
             "C7.5 difference vs labels": ("difference", arm("labels")),
-            "C7.6 fused students": (fused, best_single(data, VIEW_TEACHERS, seeds, regime)),
+            "C7.6 fused students": (fused, best_view),
             "C7.6 fused vs views": (fused, arm("views")),
         }
         for key, (treatment, control) in versus.items():
@@ -481,9 +482,9 @@ def accuracy_table(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) 
     for name in ARMS:
         names = arm_settings(name)["teachers"]
         shown = "-" if not names else " / ".join(f"{100 * teacher(data, t).metrics['test_acc']:.1f}" for t in names)
-        cells = [100 * _test([arm_run(data, name, seed=s, regime=r) for s in seeds], seeds).mean for r in REGIMES]
+        cells = [100 * summarize([arm_run(data, name, seed=s, regime=r) for s in seeds]).mean for r in REGIMES]
         rows.append(f"{name:<28}{shown:>20}" + "".join(f"{c:>18.1f}" for c in cells))
-    fused = [100 * _test([fused_students(data, seed=s, regime=r) for s in seeds], seeds).mean for r in REGIMES]
+    fused = [100 * summarize([fused_students(data, seed=s, regime=r) for s in seeds]).mean for r in REGIMES]
     rows.append(f"{'fused view students':<28}{'-':>20}" + "".join(f"{c:>18.1f}" for c in fused))
     return "\n".join(rows)
 

@@ -41,7 +41,7 @@ from kdkit.experiments import parallel
 from kdkit.experiments.mnist1d import trained_on_labels
 from kdkit.experiments.result_cache import cached_run
 from kdkit.experiments.runs import (Comparison, RunResult, Summary, cheapest_good_recipe,
-                                    claims_on_two_seed_sets, stated_verdict, validation_score)
+                                    claims_on_two_seed_sets, stated_verdict, summarize, validation_score)
 from kdkit.models import ResNet, build_model
 from kdkit.objectives import CrossEntropy, Distillation, SimultaneousHints, StageRegression
 from kdkit.train import Callback, History, evaluate, fit, predict_logits
@@ -374,10 +374,6 @@ def arm_run(data: DataSplits, arm: str, *, seed: int, regime: str = "tenth") -> 
     return baseline_run(data, arm, seed=seed, regime=regime)
 
 
-def _test(runs: Sequence[RunResult], seeds: Sequence[int]) -> Summary:
-    return Summary(tuple(r.test_acc for r in runs), tuple(seeds))
-
-
 # --------------------------------------------------------------------------------------
 # Tuning on validation
 # --------------------------------------------------------------------------------------
@@ -463,7 +459,7 @@ def claims(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[
     verdicts = {}
     for regime in FRACTIONS:
         def arm(name):
-            return _test([arm_run(data, name, seed=s, regime=regime) for s in seeds], seeds)
+            return summarize([arm_run(data, name, seed=s, regime=regime) for s in seeds])
 
         def claim(key, treatment, control):
             verdicts[f"{key} {regime}"] = Comparison(f"{CLAIMS[key]} ({regime})", treatment, control)
@@ -476,7 +472,7 @@ def claims(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) -> dict[
         claim("C6.4 short labels", stagewise, arm("labels short"))
         if regime == REPAIR_REGIME:
             def variant(name):
-                return _test([variant_run(data, name, seed=s, regime=regime) for s in seeds], seeds)
+                return summarize([variant_run(data, name, seed=s, regime=regime) for s in seeds])
             claim("C6.5 small teacher", variant("small teacher"), arm("labels"))
             for name in REPAIRS[:-1]:
                 claim(f"R {name}", variant(name), stagewise)
@@ -561,11 +557,11 @@ def accuracy_table(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEEDS) 
     """Mean test accuracy (%) of every arm per regime, then of the repairs (a tenth of the data only)."""
     rows = [f"{'':<30}" + "".join(f"{regime:>10}" for regime in FRACTIONS)]
     for arm in CLAIM_ARMS:
-        cells = [100 * _test([arm_run(data, arm, seed=s, regime=r) for s in seeds], seeds).mean for r in FRACTIONS]
+        cells = [100 * summarize([arm_run(data, arm, seed=s, regime=r) for s in seeds]).mean for r in FRACTIONS]
         rows.append(f"{arm:<30}" + "".join(f"{c:>10.1f}" for c in cells))
     for name in REPAIRS:
         runs = [variant_run(data, name, seed=s, regime=REPAIR_REGIME) for s in seeds]
-        cells = [f"{100 * _test(runs, seeds).mean:>10.1f}" if r == REPAIR_REGIME else f"{'-':>10}" for r in FRACTIONS]
+        cells = [f"{100 * summarize(runs).mean:>10.1f}" if r == REPAIR_REGIME else f"{'-':>10}" for r in FRACTIONS]
         rows.append(f"{'stagewise, ' + name:<30}" + "".join(cells))
     return "\n".join(rows)
 
@@ -575,9 +571,9 @@ def gains_over_labels(data: DataSplits, *, seeds: Sequence[int] = REPORTING_SEED
     label-only student on the same seeds (C6.2's figure)."""
     gains = {}
     for regime in FRACTIONS:
-        labels = _test([arm_run(data, "labels", seed=s, regime=regime) for s in seeds], seeds)
+        labels = summarize([arm_run(data, "labels", seed=s, regime=regime) for s in seeds])
         gains[regime] = {arm: Comparison(f"{arm} vs labels ({regime})",
-                                         _test([arm_run(data, arm, seed=s, regime=regime) for s in seeds], seeds), labels)
+                                         summarize([arm_run(data, arm, seed=s, regime=regime) for s in seeds]), labels)
                          for arm in ("stagewise", "simultaneous", "kd")}
     return gains
 
