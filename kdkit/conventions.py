@@ -90,7 +90,7 @@ def conventions_table(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     """Every convention's loss for the same batch and the same ``alpha``, with what differs."""
     rows = [f"{'code base':<46}{'alpha weights':>15}{'soft term':>28}{'T^2':>33}{'loss':>10}"]
     for name, convention in CONVENTIONS.items():
-        value = float(kd_loss_as_in(name, student_logits, teacher_logits, labels, T=T, alpha=alpha))
+        value = float(kd_loss_as_in(name, student_logits, teacher_logits, labels, T=T, alpha=alpha).detach())
         rows.append(f"{name:<46}{convention.alpha_weights:>15}{convention.soft_term:>28}"
                     f"{convention.t_squared:>33}{value:>10.4f}")
     return "\n".join(rows)

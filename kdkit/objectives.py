@@ -306,6 +306,78 @@ class FeatureHint(nn.Module):
                 f"beta={self.beta:g}")
 
 
+def _attention_over_pairs(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
+    """Attention transfer summed over the layer pairs (the authors' code form)."""
+    return sum(losses.attention_transfer_loss(s, t) for s, t in zip(student, teacher))
+
+
+TRANSFER_LOSSES: Mapping[str, Callable[[list[Tensor], list[Tensor]], Tensor]] = MappingProxyType({
+    "fitnet": lambda s, t: losses.hint_loss(s[0], t[0]),
+    "attention": _attention_over_pairs,
+    "similarity": lambda s, t: losses.similarity_preserving_loss(s[0], t[0]),
+    "rkd": lambda s, t: losses.rkd_loss(s[0].flatten(1), t[0].flatten(1)),
+    "pkt": lambda s, t: losses.pkt_loss(s[0].flatten(1), t[0].flatten(1)),
+    "cc": lambda s, t: losses.correlation_congruence_loss(s[0].flatten(1), t[0].flatten(1)),
+})
+"""The feature- and relation-based losses a :class:`KnowledgeTransfer` can train with, each on
+lists of student and teacher features (one pair, or one per layer for attention transfer), in
+the conventions of :mod:`kdkit.losses` (RepDistiller's, unless a docstring there says otherwise).
+The relations between examples read one vector per example: a feature map is flattened."""
+
+
+MIN_RELATION_BATCH = 3
+
+
+class KnowledgeTransfer(nn.Module):
+    """One feature- or relation-based method, with or without Hinton's KD term, in one stage.
+
+    ``L = (1 - alpha) CE(z_s, y) + alpha T^2 KL(p_t^T || p_s^T) + beta * L_method(f_s, f_t)``
+
+    as RepDistiller trains them (its ``gamma``, ``alpha``, ``beta``; with ``alpha = 0`` the first
+    two terms are plain cross-entropy, RepDistiller's default for every method but KD).
+    ``layers`` pairs each student feature (``model.forward_with_features``) with a teacher
+    feature cached in the batch (``batch.extras``, see
+    :func:`kdkit.train.with_teacher_outputs`); ``adaptor``, if given, maps the student's first
+    feature to the teacher's shape (FitNets' regressor) and is trained with the student.
+    """
+
+    def __init__(self, method: str, *, beta: float, layers: Mapping[str, str], adaptor: nn.Module | None = None,
+                 alpha: float = 0.0, T: float = 4.0):
+        super().__init__()
+        self.method = check_choice("method", method, TRANSFER_LOSSES)
+        self.beta = check_non_negative("beta", beta)
+        self.alpha = check_unit_interval("alpha", alpha)
+        self.T = check_temperature(T)
+        if not layers:
+            raise ValueError("layers must pair at least one student feature with a teacher feature")
+        self.layers = dict(layers)
+        self.adaptor = adaptor
+
+    def step(self, model: nn.Module, batch: Batch, update: Update) -> StepOutput:
+        logits, features = model.forward_with_features(batch.x)
+        missing = set(self.layers) - set(features)
+        if missing:
+            raise ValueError(f"student features {sorted(missing)} are not among the model's {list(features)}")
+        student = [features[name] for name in self.layers]
+        if self.adaptor is not None:
+            student[0] = self.adaptor(student[0])
+        teacher = [_extra(batch, name, self) for name in self.layers.values()]
+        if len(batch.x) >= MIN_RELATION_BATCH:
+            transfer = TRANSFER_LOSSES[self.method](student, teacher)
+        else:  # a last mini-batch of 1 or 2 examples has no relations (RKD's angles need 3)
+            transfer = logits.new_zeros(())
+        if self.alpha > 0:
+            response = losses.kd_loss(logits, _teacher_logits(batch, self), batch.y, T=self.T, alpha=self.alpha)
+        else:
+            response = losses.cross_entropy(logits, batch.y)
+        return StepOutput(response + self.beta * transfer, logits,
+                          {"response": response.detach(), self.method: transfer.detach()})
+
+    def extra_repr(self) -> str:
+        kd = f", alpha={self.alpha:g}, T={self.T:g}" if self.alpha > 0 else ""
+        return f"method={self.method!r}, beta={self.beta:g}, layers={self.layers}{kd}"
+
+
 class SelfDistillation(nn.Module):
     """Be Your Own Teacher (Zhang et al., ICCV 2019): a multi-exit network whose deepest exit
     teaches its shallow exits, in one training run, with no separate teacher.

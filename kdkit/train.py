@@ -304,7 +304,7 @@ def _check_before_training(model, train: Split, val: Split | None, objective) ->
         check_finite("train.teacher_logits", train.teacher_logits)
     for name, tensor in train.extras.items():
         check_finite(f"train.extras[{name!r}]", tensor)
-    probe = torch.cat([torch.arange(min(2, len(train))),
+    probe = torch.cat([torch.arange(min(4, len(train))),  # 4: relation losses need 3 examples
                        torch.nonzero(train.y == UNLABELED)[:1, 0]])
     outputs = model_outputs(model, train.x[probe], "train.x")  # eval mode: batch norm untouched
     num_classes = _first(outputs).shape[1]

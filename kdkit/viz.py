@@ -249,6 +249,49 @@ def plot_teacher_weights(weights: Mapping[str, float], *, title: str = "the teac
     return fig
 
 
+def plot_attention_maps(maps: Mapping[str, Mapping[str, torch.Tensor]], *, title: str = "") -> Figure:
+    """Where each network's layers "look" along one signal (attention transfer, Zagoruyko &
+    Komodakis 2017): ``maps`` is network -> {layer: its normalised attention vector (positions,)};
+    one panel per layer, one curve per network, drawn over the signal's length so that layers of
+    different resolution line up."""
+    layers = list(dict.fromkeys(layer for inner in maps.values() for layer in inner))
+    fig = new_figure(2.6 * len(layers), 2.2)
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, layer in zip(axes, layers):
+        for index, (network, inner) in enumerate(maps.items()):
+            if layer in inner:
+                a = inner[layer].detach()
+                centres = (torch.arange(len(a)) + 0.5) / len(a)              # positions as fractions of the signal
+                ax.step(centres.numpy(), a.numpy(), where="mid", color=f"C{index}", label=network)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("position along the signal", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_matrices(matrices: Mapping[str, torch.Tensor], *, title: str = "", order: torch.Tensor | None = None) -> Figure:
+    """Square (B, B) matrices side by side with one shared colour scale (a pairwise-distance or a
+    similarity matrix of one batch, per network): relation-based KD makes the student's match the
+    teacher's. ``order`` reorders the examples (e.g. sorted by class, so blocks appear)."""
+    shown = {name: (m if order is None else m[order][:, order]).detach() for name, m in matrices.items()}
+    low = min(float(m.min()) for m in shown.values())
+    high = max(float(m.max()) for m in shown.values())
+    fig = new_figure(2.5 * len(shown) + 0.6, 2.6)
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, (name, m) in zip(axes, shown.items()):
+        image = ax.imshow(m.numpy(), vmin=low, vmax=high, cmap="viridis")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def plot_soft_targets(logits: torch.Tensor, temperatures: Sequence[float],
                       class_names: Sequence[str], *, true_class: int | None = None) -> Figure:
     """One example's softened distribution ``softmax(z / T)`` at several temperatures.
