@@ -22,6 +22,7 @@ EXPERIMENTS = {
     "byot": "kdkit.experiments.byot",
     "stagewise": "kdkit.experiments.stagewise",
     "multi_teacher": "kdkit.experiments.multi_teacher",
+    "knowledge": "kdkit.experiments.knowledge",
 }
 
 

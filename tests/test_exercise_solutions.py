@@ -128,10 +128,10 @@ def test_notebook_02_plot_solution_passes_and_quotes_the_plotted_numbers(kd_afte
 
 
 # --------------------------------------------------------------------------------------
-# Notebooks 06 and 07: predict, then read a measured comparison
+# Notebooks 06, 07 and 08: predict, then read a measured comparison
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module", [ex06, ex07])
+@pytest.mark.parametrize("module", [ex06, ex07, ex08])
 def test_prediction_and_reading_follow_the_paired_interval(module):
     higher, lower, unclear = (comparison(OUTCOMES[o]) for o in ("higher", "lower", "no clear difference"))
     assert module.check_prediction("higher", higher) and not module.check_prediction("lower", higher)
@@ -147,7 +147,7 @@ def test_prediction_and_reading_follow_the_paired_interval(module):
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("module, numbers", [(ex00, (1, 2)), (ex01, (1, 2, 3, 4)), (ex02, (1, 2, 3, 4, 5)),
-                                             (ex06, (1, 2, 3, 4)), (ex07, (1, 2, 3, 4)), (ex08, (1,))])
+                                             (ex06, (1, 2, 3, 4)), (ex07, (1, 2, 3, 4)), (ex08, (1, 2, 3, 4))])
 def test_every_exercise_has_a_solution(module, numbers):
     for number in numbers:
         assert isinstance(module.solution(number), str) and module.solution(number)

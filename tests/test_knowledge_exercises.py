@@ -1,5 +1,6 @@
-"""The "spot the bugs" exercise (the tour of the kinds of knowledge): the buggy snippet is
-diagnosed with every one of its bugs, each fix is credited on its own, and the solution passes."""
+"""The tour of the kinds of knowledge's exercises. "Spot the bugs": the buggy snippet is
+diagnosed with every one of its bugs, each fix is credited on its own, and the solution passes;
+the similarity matrix: the solution passes and each usual mistake is named."""
 from __future__ import annotations
 
 import pytest
@@ -74,3 +75,28 @@ def test_the_checker_leaves_the_learners_random_state_alone():
     state = torch.random.get_rng_state()
     exercises.check_fixed_snippet(defined(exercises.solution(1)))
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+# --------------------------------------------------------------------------------------
+# Exercise 2: the similarity matrix
+# --------------------------------------------------------------------------------------
+
+def similarity_solution():
+    namespace = {}
+    exec(exercises.solution(2), {"torch": torch, "F": torch.nn.functional}, namespace)
+    return namespace["similarity_matrix"]
+
+
+def test_the_similarity_solution_passes_and_the_usual_mistakes_are_named():
+    assert exercises.check_similarity_matrix(similarity_solution())
+    mistakes = {
+        "over the features": lambda f: f.flatten(1).t() @ f.flatten(1),
+        "L2-normalised": lambda f: f.flatten(1) @ f.flatten(1).t(),
+        "cosine similarity": lambda f: F.normalize(f.flatten(1), dim=1) @ F.normalize(f.flatten(1), dim=1).t(),
+        "not the columns": lambda f: F.normalize(f.flatten(1) @ f.flatten(1).t(), dim=0),
+        "flatten": lambda f: F.normalize(f @ f.transpose(0, 1), dim=1) if f.dim() == 2 else f[:, 0],
+    }
+    for expected, answer in mistakes.items():
+        feedback = exercises.check_similarity_matrix(answer)
+        assert not feedback and expected in feedback.message, (expected, feedback.message)
+    assert "raised" in exercises.check_similarity_matrix(lambda f: 1 / 0).message

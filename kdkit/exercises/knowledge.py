@@ -3,6 +3,9 @@
 1. :func:`check_fixed_snippet` - "spot the bugs": a KD loss of the kind found in blog posts
    (:data:`BUGGY_SNIPPET`), to be rewritten correctly; the checker names each bug fixed and each
    one still there.
+2. :func:`check_similarity_matrix` - similarity-preserving KD's (B, B) matrix of one batch.
+3. :func:`check_prediction` - predict whether adding similarity preservation to KD helps the MLP.
+4. :func:`check_reading` - read the untrained-teacher control for RKD and the MLP.
 
 :func:`solution` returns the instructor's answer to an exercise by number. A checker returns a
 :class:`Feedback`, truthy when the answer is right; a wrong answer, or an exception inside the
@@ -19,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdkit.exercises.feedback import Feedback, call_answer, solution_text
+from kdkit.experiments.runs import Comparison
+from kdkit.exercises.feedback import (Feedback, call_answer, check_comparison_reading, check_prediction_against,
+                                     solution_text, tensor_answer, tensors_close)
 
 Tensor = torch.Tensor
 
@@ -153,6 +158,69 @@ def _report(present: set[str]) -> Feedback:
 
 
 # --------------------------------------------------------------------------------------
+# Exercise 2: the similarity matrix of one batch
+# --------------------------------------------------------------------------------------
+
+def reference_similarity_matrix(features: Tensor) -> Tensor:
+    """Tung & Mori's ``G = normalise_rows(F F^T)`` for features (B, ...) flattened to (B, D)."""
+    f = features.flatten(1)
+    return F.normalize(f @ f.t(), dim=1)
+
+
+def check_similarity_matrix(fn: Callable[[Tensor], Tensor]) -> Feedback:
+    """Check ``fn(features) -> (B, B)`` against :func:`reference_similarity_matrix`, on feature maps
+    (B, C, L) and on vectors (B, D), and name the usual mistakes."""
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((6, 4, 5), (5, 7)):
+        features = torch.relu(torch.randn(shape, generator=generator))
+        out = tensor_answer(fn, features)
+        if isinstance(out, Feedback):
+            return out
+        expected = reference_similarity_matrix(features)
+        f = features.flatten(1)
+        if out.shape == (f.shape[1], f.shape[1]):
+            return Feedback(False, f"that is a ({f.shape[1]}, {f.shape[1]}) matrix over the features (F^T F): SP "
+                                   f"compares the *examples* of the batch, G = F F^T, ({len(f)}, {len(f)})")
+        if out.shape != expected.shape:
+            return Feedback(False, f"one row and one column per example: {tuple(expected.shape)}, got "
+                                   f"{tuple(out.shape)} (flatten each example's features first)")
+        if tensors_close(out, f @ f.t()):
+            return Feedback(False, "right products, but each row must be L2-normalised: otherwise the student "
+                                   "must match the teacher's scale, which SP means to ignore")
+        if tensors_close(out, F.normalize(f, dim=1) @ F.normalize(f, dim=1).t()):
+            return Feedback(False, "that is the cosine similarity of the examples (normalised before the product); "
+                                   "SP normalises each row of the product F F^T (Tung & Mori)")
+        if tensors_close(out, F.normalize(f @ f.t(), dim=0)):
+            return Feedback(False, "normalise the rows (dim=1), not the columns")
+        if not tensors_close(out, expected):
+            return Feedback(False, "not normalise_rows(F F^T) with F the features flattened to (B, D)")
+    return Feedback(True, "right: row i says how example i's features line up with every other example's. "
+                          "The student's matrix has the same shape whatever its width, which is why SP works "
+                          "across architectures.")
+
+
+# --------------------------------------------------------------------------------------
+# Exercises 3 and 4: predict, then read the measured comparisons
+# --------------------------------------------------------------------------------------
+
+def check_prediction(prediction: str, comparison: Comparison) -> Feedback:
+    """Exercise 3: the MLP taught with similarity preservation and KD against KD alone."""
+    return check_prediction_against(prediction, comparison,
+                                    what="the MLP with similarity preservation and KD against KD alone")
+
+
+READING_CHOICES = {"a": "the trained teacher", "b": "the untrained teacher", "c": "these seeds cannot tell"}
+
+
+def check_reading(answer: str, comparison: Comparison) -> Feedback:
+    """Exercise 4: RKD from the trained teacher (treatment) against the same network untrained."""
+    return check_comparison_reading(
+        answer, comparison, READING_CHOICES, difference="trained teacher minus untrained teacher",
+        explanation="A relation loss can help as a regulariser whatever the teacher knows; only the control "
+                    "with an untrained teacher separates that from knowledge.")
+
+
+# --------------------------------------------------------------------------------------
 # Solutions
 # --------------------------------------------------------------------------------------
 
@@ -166,9 +234,23 @@ def _solution_1(student, teacher, inputs, labels, T=4.0, alpha=0.9):
     return (1 - alpha) * F.cross_entropy(student_logits, labels) + alpha * soft
 
 
-_CODE = {1: (_solution_1, "distillation_loss")}
+def _solution_2(features):
+    f = features.flatten(1)                                 # (B, D)
+    return F.normalize(f @ f.t(), dim=1)                    # (B, B), each row of unit length
+
+
+_CODE = {1: (_solution_1, "distillation_loss"), 2: (_solution_2, "similarity_matrix")}
+
+_REASONING = {
+    3: ("How to reason: KD gives the student the teacher's answers; similarity preservation gives it how the "
+        "teacher groups the examples of a batch, which an MLP (no positions, no weight sharing) cannot get from "
+        "the answers alone. Whether the two add up is an empirical question: let the paired interval decide."),
+    4: ("How to read it: each seed gives one difference, trained minus untrained teacher, same initial weights "
+        "and batches. The 95% interval of those differences decides: entirely above 0 -> (a), entirely below 0 "
+        "-> (b), containing 0 -> (c)."),
+}
 
 
 def solution(number: int) -> str:
     """The instructor's solution to exercise ``number``: source code for a function, or text."""
-    return solution_text(number, _CODE, {}, notebook="the tour of the kinds of knowledge")
+    return solution_text(number, _CODE, _REASONING, notebook="the tour of the kinds of knowledge")
