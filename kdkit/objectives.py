@@ -326,6 +326,7 @@ The relations between examples read one vector per example: a feature map is fla
 
 
 MIN_RELATION_BATCH = 3
+RELATIONS_BETWEEN_EXAMPLES = ("similarity", "rkd", "pkt", "cc")
 
 
 class KnowledgeTransfer(nn.Module):
@@ -350,6 +351,12 @@ class KnowledgeTransfer(nn.Module):
         self.T = check_temperature(T)
         if not layers:
             raise ValueError("layers must pair at least one student feature with a teacher feature")
+        if len(layers) > 1 and method != "attention":
+            raise ValueError(f"{method} compares one pair of features; got {len(layers)} pairs {dict(layers)} "
+                             "(only attention transfer sums over several)")
+        if adaptor is not None and method != "fitnet":
+            raise ValueError(f"an adaptor (a FitNets regressor) has no place in {method}: its relations or "
+                             "attention maps compare networks of different widths as they are")
         self.layers = dict(layers)
         self.adaptor = adaptor
 
@@ -362,10 +369,10 @@ class KnowledgeTransfer(nn.Module):
         if self.adaptor is not None:
             student[0] = self.adaptor(student[0])
         teacher = [_extra(batch, name, self) for name in self.layers.values()]
-        if len(batch.x) >= MIN_RELATION_BATCH:
+        if self.method in RELATIONS_BETWEEN_EXAMPLES and len(batch.x) < MIN_RELATION_BATCH:
+            transfer = logits.new_zeros(())  # a last mini-batch of 1 or 2 examples has no relations (RKD's angles need 3)
+        else:
             transfer = TRANSFER_LOSSES[self.method](student, teacher)
-        else:  # a last mini-batch of 1 or 2 examples has no relations (RKD's angles need 3)
-            transfer = logits.new_zeros(())
         if self.alpha > 0:
             response = losses.kd_loss(logits, _teacher_logits(batch, self), batch.y, T=self.T, alpha=self.alpha)
         else:
@@ -374,8 +381,9 @@ class KnowledgeTransfer(nn.Module):
                           {"response": response.detach(), self.method: transfer.detach()})
 
     def extra_repr(self) -> str:
-        kd = f", alpha={self.alpha:g}, T={self.T:g}" if self.alpha > 0 else ""
-        return f"method={self.method!r}, beta={self.beta:g}, layers={self.layers}{kd}"
+        # Exact values (repr, not :g): the repr is part of a cached run's key.
+        kd = f", alpha={self.alpha!r}, T={self.T!r}" if self.alpha > 0 else ""
+        return f"method={self.method!r}, beta={float(self.beta)!r}, layers={self.layers}{kd}"
 
 
 class SelfDistillation(nn.Module):

@@ -261,8 +261,8 @@ def plot_attention_maps(maps: Mapping[str, Mapping[str, torch.Tensor]], *, title
         for index, (network, inner) in enumerate(maps.items()):
             if layer in inner:
                 a = inner[layer].detach()
-                centres = (torch.arange(len(a)) + 0.5) / len(a)              # positions as fractions of the signal
-                ax.step(centres.numpy(), a.numpy(), where="mid", color=f"C{index}", label=network)
+                edges = torch.linspace(0, 1, len(a) + 1)                     # each position's span of the signal
+                ax.stairs(a.numpy(), edges.numpy(), color=f"C{index}", label=network)
         ax.set_title(layer, fontsize=9)
         ax.set_xlabel("position along the signal", fontsize=8)
         ax.tick_params(labelsize=7)

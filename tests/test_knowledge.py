@@ -69,7 +69,7 @@ def test_attention_sums_over_the_layer_pairs_and_relations_flatten_maps():
                                                                     batch.extras["teacher.conv3"].flatten(1)).detach())
 
 
-def test_the_regressor_trains_with_the_student_and_the_teacher_gets_no_gradient():
+def test_the_regressor_trains_with_the_student():
     data = taught_toy()
     student = cnn8()
     regressor = Adaptor((8, 10), (32, 10))
@@ -78,7 +78,24 @@ def test_the_regressor_trains_with_the_student_and_the_teacher_gets_no_gradient(
     history = fit(student, data.train, data.val, objective=method, epochs=2, batch_size=32, lr=1e-2)
     assert not torch.equal(before, regressor.map.weight)
     assert {"train_response", "train_fitnet"} <= set(history.last)
-    assert not data.train.extras["teacher.conv2"].requires_grad
+
+
+@pytest.mark.parametrize("method, layers", [
+    ("fitnet", {"conv2": "conv2"}), ("attention", {"conv1": "conv1", "conv3": "conv3"}),
+    ("similarity", {"conv3": "conv3"}), ("rkd", {"embedding": "embedding"}), ("pkt", {"embedding": "embedding"}),
+    ("cc", {"embedding": "embedding"})])
+def test_no_gradient_reaches_the_teachers_outputs(method, layers):
+    data, student = taught_toy(), cnn8()
+    batch = one_batch(data)
+    extras = {k: v.clone().requires_grad_(True) for k, v in batch.extras.items()}
+    logits = batch.teacher_logits.clone().requires_grad_(True)
+    adaptor = Adaptor((8, 10), (32, 10)) if method == "fitnet" else None
+    step = KnowledgeTransfer(method, beta=1.0, layers={s: f"teacher.{t}" for s, t in layers.items()},
+                             adaptor=adaptor, alpha=0.5, T=4.0)
+    out = step.step(student, Batch(batch.x, batch.y, logits, extras), lambda _loss: None)
+    out.loss.backward()
+    assert logits.grad is None and all(t.grad is None for t in extras.values())
+    assert all(p.grad is not None for p in student.parameters())
 
 
 def test_a_last_batch_too_small_for_relations_trains_on_the_labels_alone():
@@ -86,6 +103,9 @@ def test_a_last_batch_too_small_for_relations_trains_on_the_labels_alone():
     batch = one_batch(data, rows=2)
     out = KnowledgeTransfer("rkd", beta=1.0, layers={"embedding": "teacher.embedding"}).step(student, batch, lambda _l: None)
     torch.testing.assert_close(out.loss, losses.cross_entropy(student(batch.x), batch.y))
+    # ... but a feature method compares each example with itself: it keeps its term
+    out = KnowledgeTransfer("attention", beta=1.0, layers={"conv1": "teacher.conv1"}).step(student, batch, lambda _l: None)
+    assert out.metrics["attention"] > 0
 
 
 def test_bad_settings_are_named():
@@ -95,11 +115,18 @@ def test_bad_settings_are_named():
         KnowledgeTransfer("pkt", beta=-1.0, layers={"conv3": "teacher.conv3"})
     with pytest.raises(ValueError, match="at least one"):
         KnowledgeTransfer("pkt", beta=1.0, layers={})
+    with pytest.raises(ValueError, match="one pair"):
+        KnowledgeTransfer("similarity", beta=1.0, layers={"conv1": "teacher.conv1", "conv3": "teacher.conv3"})
+    with pytest.raises(ValueError, match="adaptor"):
+        KnowledgeTransfer("pkt", beta=1.0, layers={"conv3": "teacher.conv3"}, adaptor=Adaptor((8,), (32,)))
     data = taught_toy()
     method = KnowledgeTransfer("pkt", beta=1.0, layers={"hidden9": "teacher.conv3"})
     with pytest.raises(ValueError, match="hidden9"):
         method.step(cnn8(), one_batch(data), lambda _l: None)
-    assert "beta=1" in repr(method) and "alpha" not in repr(method)
+    assert "beta=1.0" in repr(method) and "alpha" not in repr(method)
+    # the repr is a cache key: weights that differ anywhere must give different keys
+    assert repr(KnowledgeTransfer("pkt", beta=1_000_000.0, layers={"conv3": "teacher.conv3"})) != \
+        repr(KnowledgeTransfer("pkt", beta=1_000_001.0, layers={"conv3": "teacher.conv3"}))
     assert set(objectives.TRANSFER_LOSSES) == set(knowledge.METHODS)
 
 
@@ -113,6 +140,10 @@ def test_every_arm_has_tuned_settings_and_plus_kd_arms_carry_kds():
             elif arm not in ("labels", "kd"):
                 assert settings["beta"] in knowledge.BETA_GRID[arm] and "alpha" not in settings
     assert "attention" not in knowledge.arms("mlp"), "the MLP has no feature map to attend with"
+    for (student, method), tuned in knowledge.TUNED_UNTRAINED.items():      # the control has its own beta
+        assert knowledge.arm_settings(student, method, untrained_teacher=True) == {"method": method, **tuned}
+        assert tuned["beta"] in knowledge.BETA_GRID[method]
+    assert set(knowledge.TUNED_UNTRAINED) == {(s, m) for s in knowledge.STUDENTS for m in knowledge.LAYERS[s]}
 
 
 def test_a_seed_draws_the_same_regressor_in_every_run(mnist1d):
@@ -140,6 +171,11 @@ def test_cross_modal_students_see_the_degraded_view_and_the_clean_views_teacher(
     with torch.no_grad():
         torch.testing.assert_close(view.test.teacher_logits, teacher(mnist1d.test.x))
     assert view.train.x.shape[1] == 10 and torch.equal(view.train.y, mnist1d.train.y)
+    unseen = knowledge.unseen_signals(mnist1d)
+    assert len(unseen) == len(mnist1d.train) and not bool((unseen.y >= 0).any()), "nobody labelled them"
+    assert unseen.x.shape[1] == 10 and unseen.teacher_logits.shape == (len(unseen), 10)
+    seen = {tuple(row) for row in view.train.x.round(decimals=4).tolist()}
+    assert not any(tuple(row) in seen for row in unseen.x.round(decimals=4).tolist()), "fresh signals"
     run = knowledge.cross_modal_run(mnist1d, "teacher, no labels", seed=0, epochs=1, lr=0.01)
     assert run.config["labels"] is False and 0 <= run.test_acc <= 1
 
@@ -150,6 +186,8 @@ def test_the_playground_pairs_layers_and_explains_what_cannot_run(mnist1d):
     assert knowledge.playground_layers("mlp", "pkt", "conv2") == {"embedding": "conv2"}
     with pytest.raises(ValueError, match="no feature map"):
         knowledge.playground_layers("mlp", "attention", "conv1")
+    with pytest.raises(ValueError, match="positions"):
+        knowledge.playground_layers("cnn8", "attention", "embedding")
     with pytest.raises(ValueError, match="no feature map"):
         knowledge.playground_run(mnist1d, student="mlp", method="attention")
     with pytest.raises(ValueError, match="alpha"):

@@ -142,3 +142,20 @@ def test_teacher_weights_plot_shows_each_teachers_share():
     empty = viz.plot_teacher_weights({"a": 0.0, "b": 0.0})
     assert [bar.get_width() for bar in empty.axes[0].patches] == [0.0, 0.0]
     assert "labels only" in empty.axes[0].get_xlabel()
+
+
+def test_attention_maps_plot_draws_each_network_per_layer_across_the_whole_signal():
+    maps = {"teacher": {"conv1": torch.rand(20), "conv3": torch.rand(5)}, "student": {"conv1": torch.rand(20)}}
+    fig = viz.plot_attention_maps(maps, title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["conv1", "conv3"]
+    assert len(fig.axes[0].patches) == 2 and len(fig.axes[1].patches) == 1     # one step curve per network
+    first = fig.axes[1].patches[0].get_path().vertices[:, 0]
+    assert first.min() == pytest.approx(0.0) and first.max() == pytest.approx(1.0)
+
+
+def test_matrices_plot_shares_one_colour_scale_and_reorders_the_examples():
+    a, b = torch.arange(9.0).reshape(3, 3), torch.zeros(3, 3)
+    fig = viz.plot_matrices({"a": a, "b": b}, order=torch.tensor([2, 1, 0]))
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert [im.get_clim() for im in images] == [(0.0, 8.0), (0.0, 8.0)]
+    assert images[0].get_array()[0, 0] == 8.0                                  # row and column 2 first
