@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+import torch
+
 from kdkit.train import RunCounter, watching_every_fit
 
 
@@ -42,11 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be at least 2 to measure a spread")
     module = importlib.import_module(EXPERIMENTS[args.experiment])
     counter = RunCounter(f"reproducing {args.experiment}")
+    # One torch thread, as the notebooks and the tests run: the same numbers as theirs (a sum split over
+    # threads rounds differently), and the worker processes (one per core) inherit it instead of each
+    # running two threads on a shared core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         with watching_every_fit(counter):
             lines = module.reproduce(args.seeds)
     finally:
         counter.close()
+        torch.set_num_threads(threads)
     for line in lines:
         print(line)
     return 0

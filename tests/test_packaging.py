@@ -127,6 +127,25 @@ def test_command_line_lists_experiments_that_can_be_reproduced(capsys):
         main(["reproduce", "start_here", "--seeds", "1"])   # one seed has no spread
 
 
+def test_reproduce_runs_on_one_torch_thread_and_restores_the_count(monkeypatch, capsys):
+    """The notebooks' numbers are one-thread numbers; the workers inherit the parent's count."""
+    import torch
+
+    from kdkit.__main__ import main
+    from kdkit.experiments import start_here
+
+    seen = []
+    monkeypatch.setattr(start_here, "reproduce", lambda seeds: seen.append(torch.get_num_threads()) or ["done"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["reproduce", "start_here", "--seeds", "2"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "done" in capsys.readouterr().out
+
+
 def test_the_readme_example_of_a_new_method_runs_and_trains_both_peers(cached_mnist1d, capsys):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### How a new method plugs in"):]
