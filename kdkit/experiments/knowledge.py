@@ -45,7 +45,7 @@ from kdkit.experiments.mnist1d import TEACHER_RECIPE, teacher
 from kdkit.experiments.result_cache import cached_run
 from kdkit.experiments.runs import (Comparison, RunResult, Summary, claims_on_two_seed_sets, stated_verdict,
                                     summarize, validation_score)
-from kdkit.models import Adaptor, build_model, weight_fingerprint
+from kdkit.models import Adaptor, build_model, feature_shapes, weight_fingerprint
 from kdkit.objectives import CrossEntropy, Distillation, KnowledgeTransfer, SoftTargets
 from kdkit.train import Callback, evaluate, fit, predict_logits, with_teacher_logits, with_teacher_outputs
 from kdkit.validation import check_choice, check_positive_int, check_seed
@@ -241,33 +241,13 @@ def objective_for(data: DataSplits, student: str, method: str, *, seed: int, bet
     adaptor = None
     if method == "fitnet":
         (s_feature, t_feature), = layers.items()
-        shapes = _feature_shapes(data, student)
+        student_shape = feature_shapes(build_student(data, student, seed), data.input_shape)[s_feature]
+        teacher_shape = feature_shapes(_teacher_model(data, untrained=True), data.input_shape)[t_feature]
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            adaptor = Adaptor(shapes["student"][s_feature], shapes["teacher"][t_feature])
+            adaptor = Adaptor(student_shape, teacher_shape)
     return KnowledgeTransfer(method, beta=beta, layers={s: f"teacher.{t}" for s, t in layers.items()},
                              adaptor=adaptor, alpha=alpha, T=T)
-
-
-@functools.lru_cache(maxsize=8)
-def _shapes(student: str, input_shape: tuple, num_classes: int) -> dict:
-    probe = torch.zeros(2, *input_shape)
-    network = {k: v for k, v in TEACHER_RECIPE.items() if k in ("channels", "kernel_size")}
-    shapes = {}
-    for side, model in (("student", _student_for_shapes(student, input_shape, num_classes)),
-                        ("teacher", build_model("cnn", input_shape, num_classes, seed=0, **network))):
-        _, features = model.forward_with_features(probe)
-        shapes[side] = {name: tuple(f.shape[1:]) for name, f in features.items()}
-    return shapes
-
-
-def _student_for_shapes(student: str, input_shape: tuple, num_classes: int) -> nn.Module:
-    options = {k: v for k, v in STUDENTS[student].items() if k not in ("model", "epochs", "lr")}
-    return build_model(STUDENTS[student]["model"], input_shape, num_classes, seed=0, **options)
-
-
-def _feature_shapes(data: DataSplits, student: str) -> dict:
-    return _shapes(student, tuple(data.input_shape), data.num_classes)
 
 
 def student_run(data: DataSplits, student: str, method: str = "labels", *, seed: int, beta: float = 0.0,
